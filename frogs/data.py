@@ -1,0 +1,275 @@
+"""Datasets as in-memory image tensors, found offline where possible (``dataset=`` group).
+
+Every builder returns an ``ImageData``: float pixels in [0, 1], NCHW, both splits, class names and
+the per-channel statistics the models normalise with. Small datasets stay as tensors in memory so
+that crafting and retraining never touch a DataLoader.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from frogs.errors import ConfigError, DataNotFoundError
+from frogs.registry import Registry
+from frogs.settings import DatasetSettings
+
+log = logging.getLogger(__name__)
+
+DATASETS: Registry = Registry("dataset")
+
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+
+
+@dataclass(frozen=True)
+class ImageData:
+    """Both splits of a dataset as tensors, with what models and attacks need to know about it."""
+
+    name: str
+    class_names: tuple[str, ...]
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train_x.shape[1:])
+
+    def class_index(self, name_or_index: str | int, what: str) -> int:
+        """Resolve a class given by name or index; a bad one names the allowed values."""
+        if isinstance(name_or_index, int) or str(name_or_index).isdigit():
+            index = int(name_or_index)
+            if 0 <= index < len(self.class_names):
+                return index
+        elif name_or_index in self.class_names:
+            return self.class_names.index(name_or_index)
+        raise ConfigError(
+            f"{what}={name_or_index!r} is not a class of {self.name}; "
+            f"expected one of {', '.join(self.class_names)} "
+            f"(or an index 0..{len(self.class_names) - 1})"
+        )
+
+
+def expand_root(root: str | os.PathLike) -> Path:
+    return Path(os.path.expandvars(os.path.expanduser(str(root))))
+
+
+def data_search_roots(settings: DatasetSettings) -> list[Path]:
+    """The configured root first, then ``$FROGS_DATA`` (e.g. ``../shared/data``)."""
+    roots = [expand_root(settings.root)]
+    env_root = os.environ.get("FROGS_DATA")
+    if env_root and expand_root(env_root) not in roots:
+        roots.append(expand_root(env_root))
+    return roots
+
+
+def _stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    mean = x.mean(dim=(0, 2, 3))
+    std = x.std(dim=(0, 2, 3)).clamp_min(1e-3)
+    return tuple(mean.tolist()), tuple(std.tolist())
+
+
+def _as_float_images(array: np.ndarray | torch.Tensor, channels_last: bool) -> torch.Tensor:
+    tensor = torch.as_tensor(np.asarray(array))
+    if tensor.ndim == 3:
+        tensor = tensor.unsqueeze(1)
+    elif channels_last:
+        tensor = tensor.permute(0, 3, 1, 2)
+    return tensor.contiguous().float().div_(255.0)
+
+
+def make_image_data(
+    name: str,
+    class_names: Sequence[str],
+    train: tuple[torch.Tensor, torch.Tensor],
+    test: tuple[torch.Tensor, torch.Tensor],
+) -> ImageData:
+    mean, std = _stats(train[0][: min(len(train[0]), 10000)])
+    return ImageData(
+        name, tuple(class_names), train[0], train[1].long(), test[0], test[1].long(), mean, std
+    )
+
+
+def _missing(name: str, looked: Sequence[Path], how: str) -> DataNotFoundError:
+    places = ", ".join(str(p) for p in looked)
+    return DataNotFoundError(f"{name} not found (looked in: {places}). {how}")
+
+
+def _fashion_mnist_raw_dir(settings: DatasetSettings) -> Path | None:
+    """A ``FashionMNIST/raw`` folder with the unpacked files; unpacks Debian's copy if needed."""
+    roots = data_search_roots(settings)
+    for root in roots:
+        raw = root / "FashionMNIST" / "raw"
+        if all((raw / f).is_file() for f in FASHION_MNIST_FILES):
+            return raw
+    for source in [root / "fashion-mnist" for root in roots] + [DEBIAN_FASHION_MNIST]:
+        if all((source / f"{f}.gz").is_file() for f in FASHION_MNIST_FILES):
+            raw = roots[0] / "FashionMNIST" / "raw"
+            raw.mkdir(parents=True, exist_ok=True)
+            for f in FASHION_MNIST_FILES:
+                if not (raw / f).is_file():
+                    tmp = raw / f"{f}.part{os.getpid()}"
+                    with gzip.open(source / f"{f}.gz", "rb") as packed, open(tmp, "wb") as out:
+                        shutil.copyfileobj(packed, out)
+                    os.replace(tmp, raw / f)
+            log.info("unpacked Fashion-MNIST from %s into %s", source, raw)
+            return raw
+    return None
+
+
+@DATASETS.register("fashion_mnist")
+def load_fashion_mnist(settings: DatasetSettings) -> ImageData:
+    """Fashion-MNIST (28x28 grey): Debian's ``dataset-fashion-mnist``, a root, or a download."""
+    from torchvision.datasets import FashionMNIST
+
+    raw = _fashion_mnist_raw_dir(settings)
+    if raw is not None:
+        root = raw.parent.parent
+    elif settings.download:
+        root = expand_root(settings.root)
+        try:
+            FashionMNIST(str(root), train=True, download=True)
+        except Exception as exc:  # offline: torchvision raises URLError/RuntimeError
+            raise _missing(
+                "Fashion-MNIST",
+                [*data_search_roots(settings), DEBIAN_FASHION_MNIST],
+                f"Download failed ({exc.__class__.__name__}). Install Debian's package "
+                "(apt-get install dataset-fashion-mnist) or set dataset.root / $FROGS_DATA.",
+            ) from exc
+    else:
+        raise _missing(
+            "Fashion-MNIST",
+            [*data_search_roots(settings), DEBIAN_FASHION_MNIST],
+            "Install Debian's package (apt-get install dataset-fashion-mnist), set dataset.root, "
+            "or allow dataset.download=true when online.",
+        )
+    splits = [FashionMNIST(str(root), train=flag, download=False) for flag in (True, False)]
+    return make_image_data(
+        "fashion_mnist",
+        splits[0].classes,
+        *[(_as_float_images(s.data, False), torch.as_tensor(s.targets)) for s in splits],
+    )
+
+
+@DATASETS.register("cifar10")
+def load_cifar10(settings: DatasetSettings) -> ImageData:
+    """CIFAR-10 (32x32 RGB) from a root with ``cifar-10-batches-py`` (``$FROGS_DATA``) or online."""
+    from torchvision.datasets import CIFAR10
+
+    roots = data_search_roots(settings)
+    root = next((r for r in roots if (r / "cifar-10-batches-py").is_dir()), None)
+    if root is None:
+        if not settings.download:
+            raise _missing(
+                "CIFAR-10",
+                roots,
+                "Set dataset.root or $FROGS_DATA to a folder holding cifar-10-batches-py, "
+                "or allow dataset.download=true when online.",
+            )
+        root = roots[0]
+        try:
+            CIFAR10(str(root), train=True, download=True)
+        except Exception as exc:
+            raise _missing(
+                "CIFAR-10",
+                roots,
+                f"Download failed ({exc.__class__.__name__}). Set dataset.root or $FROGS_DATA to a "
+                "folder holding cifar-10-batches-py.",
+            ) from exc
+    try:
+        splits = [CIFAR10(str(root), train=flag, download=False) for flag in (True, False)]
+    except RuntimeError as exc:
+        raise DataNotFoundError(
+            f"CIFAR-10 under {root} is incomplete or corrupt ({exc}); expected the official "
+            "cifar-10-batches-py files"
+        ) from exc
+    return make_image_data(
+        "cifar10",
+        splits[0].classes,
+        *[(_as_float_images(s.data, True), torch.as_tensor(s.targets)) for s in splits],
+    )
+
+
+@DATASETS.register("imagefolder")
+def load_imagefolder(settings: DatasetSettings) -> ImageData:
+    """Any folder ``root/{train,test}/<class>/<image>`` (e.g. an ImageNet dog-vs-fish subset)."""
+    from torchvision import transforms
+    from torchvision.datasets import ImageFolder
+
+    root = expand_root(settings.root)
+    test_name = next((n for n in ("test", "val") if (root / n).is_dir()), None)
+    if not (root / "train").is_dir() or test_name is None:
+        raise DataNotFoundError(
+            f"imagefolder root {root} must hold train/ and test/ (or val/) folders of class "
+            "subfolders; set dataset.root"
+        )
+    size = settings.image_size or 224
+    transform = transforms.Compose(
+        [transforms.Resize(size), transforms.CenterCrop(size), transforms.PILToTensor()]
+    )
+    splits = [ImageFolder(str(root / n), transform=transform) for n in ("train", test_name)]
+    if splits[0].classes != splits[1].classes:
+        raise DataNotFoundError(
+            f"imagefolder {root}: train classes {splits[0].classes} differ from "
+            f"{test_name} classes {splits[1].classes}"
+        )
+    tensors = []
+    for split in splits:
+        images = torch.stack([image for image, _ in split]).float().div_(255.0)
+        tensors.append((images, torch.as_tensor(split.targets)))
+    return make_image_data("imagefolder", splits[0].classes, *tensors)
+
+
+@DATASETS.register("synthetic")
+def load_synthetic(settings: DatasetSettings) -> ImageData:
+    """Tiny class-conditional images (a smooth prototype per class plus noise), for unit tests."""
+    size = settings.image_size or 16
+    gen = torch.Generator().manual_seed(settings.subsample_seed)
+    prototypes = torch.rand(settings.num_classes, settings.channels, 4, 4, generator=gen)
+    prototypes = torch.nn.functional.interpolate(prototypes, size=(size, size), mode="bilinear")
+
+    def split(per_class: int) -> tuple[torch.Tensor, torch.Tensor]:
+        y = torch.arange(settings.num_classes).repeat_interleave(per_class)
+        noise = 0.15 * torch.randn(len(y), settings.channels, size, size, generator=gen)
+        return (prototypes[y] + noise).clamp_(0, 1), y
+
+    names = [f"c{i}" for i in range(settings.num_classes)]
+    train = split(settings.synthetic_train_per_class)
+    test = split(settings.synthetic_test_per_class)
+    return make_image_data("synthetic", names, train, test)
+
+
+def load_dataset(settings: DatasetSettings) -> ImageData:
+    """Build the configured dataset through its registered builder."""
+    return DATASETS.get(settings.name)(settings)
+
+
+def per_class_subset(
+    labels: torch.Tensor, classes: Sequence[int], per_class: int | None, seed: int
+) -> torch.Tensor:
+    """Indices of at most ``per_class`` examples of each class in ``classes``, seeded, sorted."""
+    gen = torch.Generator().manual_seed(seed)
+    chosen = []
+    for c in classes:
+        idx = torch.nonzero(labels == c).flatten()
+        if per_class is not None and per_class < len(idx):
+            idx = idx[torch.randperm(len(idx), generator=gen)[:per_class]]
+        chosen.append(idx)
+    return torch.cat(chosen).sort().values

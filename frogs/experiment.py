@@ -1,0 +1,280 @@
+"""One job: load data and the clean model once, then run and record ``trials`` attack trials.
+
+The stages run in the order the data flows (DESIGN.md): dataset -> clean model -> victim ->
+targets & bases -> watermark & craft -> retrain -> evaluate -> record. A trial that raises is
+recorded as ``failed`` with its reason and the job goes on; trials already in ``results.jsonl``
+are skipped, so relaunching an interrupted job finishes it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from frogs.attack import ATTACKS
+from frogs.cache import ArtifactCache
+from frogs.data import ImageData, load_dataset
+from frogs.errors import ConfigError, FrogsError, NumericalError
+from frogs.pretrain import load_clean_model
+from frogs.records import (
+    RESULTS_FILE,
+    SCHEMA_VERSION,
+    RecordWriter,
+    experiment_identity,
+    now_iso,
+    provenance,
+    stable_hash,
+    trial_id,
+)
+from frogs.saving import save_trial_features, save_trial_poisons
+from frogs.selection import TargetChoice, choose_bases, choose_targets
+from frogs.settings import JobSettings
+from frogs.task import resolve_task
+from frogs.victims import VICTIMS, Victim
+
+log = logging.getLogger(__name__)
+
+_STREAMS = {"targets": 1, "bases": 2}
+
+
+def stream_seed(seed: int, stream: str, index: int = 0) -> int:
+    """An independent seed per (job seed, stream, trial) so streams never share randomness."""
+    sequence = np.random.SeedSequence([seed, _STREAMS[stream], index])
+    return int(sequence.generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when present; asking for CUDA without it is a configuration error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            "device='cuda' is not allowed here: CUDA is not available; use auto or cpu"
+        )
+    return torch.device(name)
+
+
+def configure_threads(threads: int | None) -> None:
+    """Use the configured threads, else the CPUs SLURM gave the task, else torch's default."""
+    count = threads or int(os.environ.get("SLURM_CPUS_PER_TASK", "0") or 0)
+    if count:
+        torch.set_num_threads(count)
+
+
+@dataclass
+class Job:
+    """What every trial of a job shares: loaded once per job."""
+
+    settings: JobSettings
+    data: ImageData
+    victim: Victim
+    device: torch.device
+    targets: list[TargetChoice]
+    base_candidates: torch.Tensor
+    clean_probs: dict[int, torch.Tensor]
+
+
+def prepare_job(settings: JobSettings, device: torch.device) -> Job:
+    """Load data, the clean model and the victim; choose the targets of every trial."""
+    for registry, name in ((ATTACKS, settings.attack.name), (VICTIMS, settings.victim.name)):
+        registry.get(name)
+    data = load_dataset(settings.dataset)
+    victim_cls = VICTIMS.get(settings.victim.name)
+    task = resolve_task(data, settings.dataset, victim_cls.default_task_classes)
+    cache = ArtifactCache(Path(settings.cache_dir).expanduser())
+    model = load_clean_model(data, settings.model, cache, device, progress=settings.progress)
+    victim = victim_cls(
+        settings.victim, model, data, task, settings.dataset, cache, device, settings.seed
+    )
+    target_candidates = torch.nonzero(data.test_y == task.target_label).flatten()
+    probs = torch.cat(
+        [
+            victim.clean_probs(data.test_x[chunk].to(device)).cpu()
+            for chunk in target_candidates.split(512)
+        ]
+    )
+    correct = probs.argmax(1) == task.target_row
+    targets = choose_targets(
+        target_candidates,
+        probs[:, task.target_row],
+        correct,
+        mode=settings.target_selection,
+        count=settings.trials,
+        offset=settings.trial_offset,
+        generator=torch.Generator().manual_seed(stream_seed(settings.seed, "targets")),
+    )
+    clean_probs = {int(i): p for i, p in zip(target_candidates.tolist(), probs, strict=True)}
+    base_candidates = torch.nonzero(data.test_y == task.base_label).flatten()
+    return Job(settings, data, victim, device, targets, base_candidates, clean_probs)
+
+
+def trial_parameters(settings: JobSettings) -> dict[str, Any]:
+    """The swept parameters of a trial as flat record columns."""
+    attack, victim = settings.attack, settings.victim
+    return {
+        "scenario": victim.name,
+        "dataset": settings.dataset.name,
+        "model": settings.model.name,
+        "attack": attack.name,
+        "victim": victim.name,
+        "target_selection": settings.target_selection,
+        "num_poisons": attack.num_poisons,
+        "opacity": attack.opacity,
+        "beta0": attack.beta0,
+        "iters": attack.iters,
+        "lr": attack.lr,
+        "stop_distance": attack.stop_distance,
+        "constraint": attack.constraint,
+        "eps": attack.eps if attack.constraint == "linf" else None,
+        "multi_base": attack.multi_base,
+        "optimize": attack.optimize,
+        "lr_decay": attack.lr_decay,
+        "retrain_epochs": victim.epochs,
+        "retrain_lr": victim.lr,
+        "seed": settings.seed,
+    }
+
+
+def run_trial(job: Job, trial_index: int, target: TargetChoice, output_dir: Path) -> dict[str, Any]:
+    """Craft, retrain, evaluate one target; return the outcome fields of its record."""
+    settings, victim, task, device = job.settings, job.victim, job.victim.task, job.device
+    generator = torch.Generator().manual_seed(stream_seed(settings.seed, "bases", trial_index))
+    base_indices = choose_bases(
+        job.base_candidates, settings.attack.num_poisons, settings.attack.multi_base, generator
+    )
+    target_image = job.data.test_x[target.index].to(device)
+    bases = job.data.test_x[base_indices].to(device)
+
+    started = time.perf_counter()
+    crafted = ATTACKS.get(settings.attack.name)(
+        settings.attack,
+        victim.feature_fn,
+        target_image,
+        bases,
+        victim.model.feature_dim,
+        progress=settings.progress,
+    )
+    poisons = crafted.result.poisons
+    if not bool(torch.isfinite(poisons).all()):
+        raise NumericalError("crafted poisons contain NaN or Inf")
+    craft_s = time.perf_counter() - started
+
+    started = time.perf_counter()
+    poisoned = victim.retrain(poisons, progress=settings.progress)
+    retrain_s = time.perf_counter() - started
+
+    started = time.perf_counter()
+    with torch.no_grad():
+        probs = torch.softmax(poisoned.predict(target_image.unsqueeze(0)), 1)[0].cpu()
+    if not bool(torch.isfinite(probs).all()):
+        raise NumericalError("the retrained victim outputs NaN or Inf for the target")
+    clean_probs = job.clean_probs[target.index]
+    predicted = int(probs.argmax())
+    delta = (poisons - bases).flatten(1)
+    outcome = {
+        "target_class": job.data.class_names[task.target_label],
+        "base_class": job.data.class_names[task.base_label],
+        "target_label": task.target_label,
+        "base_label": task.base_label,
+        "task_classes": list(task.names),
+        "target_index": target.index,
+        "base_indices": base_indices.tolist(),
+        "outlier_rank": target.outlier_rank,
+        "beta": crafted.beta,
+        "success": predicted == task.base_row,
+        "target_pred": task.names[predicted],
+        "target_base_prob": float(probs[task.base_row]),
+        "target_true_prob": float(probs[task.target_row]),
+        "target_base_prob_clean": float(clean_probs[task.base_row]),
+        "target_true_prob_clean": float(clean_probs[task.target_row]),
+        "clean_acc_before": victim.clean_accuracy(),
+        "clean_acc_after": victim.poisoned_accuracy(poisoned),
+        "angular_deviation_deg": poisoned.angle_per_epoch[-1],
+        "angular_deviation_per_epoch": poisoned.angle_per_epoch,
+        "feat_dist_before": float(crafted.result.start_distance.mean()),
+        "feat_dist_after": float(crafted.result.final_distance.mean()),
+        "input_dist_l2": float(delta.norm(dim=1).mean()),
+        "input_dist_linf": float(delta.abs().max()),
+        "craft_iters_run": crafted.result.iters_run,
+        "poisons_path": None,
+        "features_path": None,
+    }
+    if settings.save_poisons:
+        outcome["poisons_path"] = save_trial_poisons(
+            output_dir, trial_index, target_image, bases, crafted.watermarked, poisons, task
+        )
+    if settings.save_features:
+        outcome["features_path"] = save_trial_features(
+            output_dir,
+            trial_index,
+            victim,
+            poisoned,
+            target_image,
+            poisons,
+            settings.feature_sample,
+        )
+    outcome.update(craft_s=craft_s, retrain_s=retrain_s, eval_s=time.perf_counter() - started)
+    return outcome
+
+
+def run(settings: JobSettings, output_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """Run every unfinished trial of this job, appending one record each; return the new records."""
+    output_dir = Path(output_dir)
+    device = resolve_device(settings.device)
+    configure_threads(settings.threads)
+    identity = experiment_identity(settings)
+    indices = range(settings.trial_offset, settings.trial_offset + settings.trials)
+    ids = {index: trial_id(identity, index) for index in indices}
+    writer = RecordWriter(output_dir / RESULTS_FILE)
+    done = writer.finished_ids()
+    todo = [index for index in indices if ids[index] not in done]
+    if not todo:
+        log.info("all %d trials of this job are already recorded in %s", len(ids), writer.path)
+        return []
+    if len(todo) < len(ids):
+        log.info("resuming: %d of %d trials already recorded", len(ids) - len(todo), len(ids))
+    job = prepare_job(settings, device)
+    common = {
+        "schema": SCHEMA_VERSION,
+        "job_id": stable_hash(identity),
+        **trial_parameters(settings),
+        **provenance(str(device)),
+    }
+    records = []
+    for index in tqdm(todo, desc="trials", disable=not settings.progress):
+        target = job.targets[index - settings.trial_offset]
+        record = {"trial_id": ids[index], "trial_index": index, **common}
+        try:
+            record.update(status="ok", error=None, **run_trial(job, index, target, output_dir))
+        except Exception as exc:
+            if isinstance(exc, FrogsError) and not isinstance(exc, NumericalError):
+                raise  # bad configuration or data: every trial would fail the same way
+            log.exception("trial %d failed", index)
+            record.update(
+                status="failed",
+                error=f"{type(exc).__name__}: {exc}",
+                target_index=target.index,
+                success=None,
+            )
+        record["finished_at"] = now_iso()
+        writer.append(record)
+        records.append(record)
+        log.info("trial %d: %s", index, _one_line(record))
+    return records
+
+
+def _one_line(record: dict[str, Any]) -> str:
+    if record["status"] != "ok":
+        return f"failed ({record['error']})"
+    return (
+        f"target {record['target_index']} -> {record['target_pred']} "
+        f"(success={record['success']}, base prob {record['target_base_prob']:.3f})"
+    )

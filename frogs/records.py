@@ -1,0 +1,149 @@
+"""The trial record: identity hashes, provenance, and the append-only ``results.jsonl``.
+
+A record is appended (one ``write`` of one line, then fsync) only when its trial is complete, so a
+job killed at any moment loses at most the trial in flight; a relaunch reads the ids already
+written and skips them. See docs/records.md for every field.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import os
+import socket
+import subprocess
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+RESULTS_FILE = "results.jsonl"
+_RUN_ENVIRONMENT_KEYS = ("progress", "threads", "device", "cache_dir")
+_DATA_LOCATION_KEYS = ("root", "download")
+
+
+def stable_hash(payload: Any, length: int = 16) -> str:
+    """Hex digest of a JSON-serialisable payload that does not depend on key order."""
+    text = json.dumps(payload, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def experiment_identity(settings: Any) -> dict[str, Any]:
+    """The settings minus where-and-how-it-runs fields: what a job's trials *are*."""
+    plain = asdict(settings)
+    for key in _RUN_ENVIRONMENT_KEYS:
+        plain.pop(key, None)
+    for key in _DATA_LOCATION_KEYS:
+        plain["dataset"].pop(key, None)
+    plain.pop("trials", None)
+    plain.pop("trial_offset", None)
+    return plain
+
+
+def trial_id(identity: dict[str, Any], trial_index: int) -> str:
+    """Stable id of one trial: its configuration's identity plus its index."""
+    return stable_hash({"config": identity, "trial_index": trial_index})
+
+
+@functools.cache
+def git_sha() -> str:
+    """The commit frogs runs from (``$FROGS_GIT_SHA`` wins), or ``unknown``."""
+    if os.environ.get("FROGS_GIT_SHA"):
+        return os.environ["FROGS_GIT_SHA"]
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def provenance(device: str) -> dict[str, Any]:
+    import torch
+
+    from frogs import __version__
+
+    return {
+        "frogs_version": __version__,
+        "git_sha": git_sha(),
+        "torch_version": torch.__version__,
+        "device": device,
+        "host": socket.gethostname(),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+    }
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class RecordWriter:
+    """Appends complete records to one ``results.jsonl`` and knows which trials are done."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._drop_partial_last_line()
+
+    def _drop_partial_last_line(self) -> None:
+        """A line without its newline is a write cut short by a kill: remove it, keep the rest."""
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return
+        with open(self.path, "rb+") as handle:
+            handle.seek(-1, os.SEEK_END)
+            if handle.read(1) == b"\n":
+                return
+            handle.seek(0)
+            content = handle.read()
+            keep = content.rfind(b"\n") + 1
+            handle.truncate(keep)
+            log.warning(
+                "removed a partial last line (%d bytes) from %s", len(content) - keep, self.path
+            )
+
+    def finished_ids(self) -> set[str]:
+        """Ids of trials already recorded here (ok or failed)."""
+        done: set[str] = set()
+        if not self.path.exists():
+            return done
+        with open(self.path, encoding="utf-8") as handle:
+            for line in handle:
+                try:
+                    done.add(json.loads(line)["trial_id"])
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    log.warning("skipping a malformed line in %s", self.path)
+        return done
+
+    def append(self, record: dict[str, Any]) -> None:
+        """Write one record as one line in one system call, then flush it to disk."""
+        line = (json.dumps(record, default=_jsonable, allow_nan=False) + "\n").encode()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            start = os.lseek(fd, 0, os.SEEK_END)
+            try:
+                written = os.write(fd, line)
+                if written != len(line):
+                    raise OSError(f"short write to {self.path}: {written} of {len(line)} bytes")
+                os.fsync(fd)
+            except OSError:
+                os.ftruncate(fd, start)  # never leave half a record behind (e.g. disk full)
+                raise
+        finally:
+            os.close(fd)
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")

@@ -1,0 +1,56 @@
+"""The short table a job prints when it ends."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+_COLUMNS = (
+    ("target", "target_index", "{}"),
+    ("base", "base_indices", "{}"),
+    ("success", "success", "{}"),
+    ("p(base)", "target_base_prob", "{:.3f}"),
+    ("feat before", "feat_dist_before", "{:.2f}"),
+    ("feat after", "feat_dist_after", "{:.2f}"),
+    ("input L2", "input_dist_l2", "{:.2f}"),
+)
+
+
+def _cell(record: dict[str, Any], key: str, fmt: str) -> str:
+    value = record.get(key)
+    if value is None:
+        return "-"
+    if key == "base_indices":
+        return str(value[0]) + (f" +{len(value) - 1}" if len(value) > 1 else "")
+    return fmt.format(value)
+
+
+def summary_table(records: list[dict[str, Any]], output_dir: Path) -> str:
+    """Trials of this run as aligned text, with the success rate and where outputs went."""
+    lines = []
+    if records:
+        rows = [[title for title, _, _ in _COLUMNS]]
+        for record in records:
+            if record["status"] == "ok":
+                rows.append([_cell(record, key, fmt) for _, key, fmt in _COLUMNS])
+            else:
+                rows.append([str(record.get("target_index")), "-", "FAILED", *["-"] * 4])
+        widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
+        lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+        ok = [r for r in records if r["status"] == "ok"]
+        hits = sum(bool(r["success"]) for r in ok)
+        first = records[0]
+        lines.append(
+            f"{first['scenario']} {first['dataset']} {first['target_class']!s}->"
+            f"{first['base_class']!s}: success {hits}/{len(ok)}"
+            + (f" ({len(records) - len(ok)} failed)" if len(ok) < len(records) else "")
+        )
+    else:
+        lines.append("no new trials (all already recorded)")
+    lines.append(f"records: {output_dir / 'results.jsonl'}")
+    pictures = (
+        sorted((output_dir / "poisons").glob("*.png")) if (output_dir / "poisons").is_dir() else []
+    )
+    if pictures:
+        lines.append(f"target/base/poison pictures: {output_dir / 'poisons'} ({len(pictures)} PNG)")
+    return "\n".join(lines)

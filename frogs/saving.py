@@ -1,0 +1,86 @@
+"""Optional per-trial artefacts: poison images (tensors + PNG grid) and feature-space snapshots."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import torch
+
+from frogs.cache import atomic_write_bytes, save_tensors
+from frogs.task import Task
+
+
+def save_trial_poisons(
+    output_dir: Path,
+    trial_index: int,
+    target: torch.Tensor,
+    bases: torch.Tensor,
+    watermarked: torch.Tensor,
+    poisons: torch.Tensor,
+    task: Task,
+) -> str:
+    """Save target, bases, poisons as tensors and a PNG grid (rows: target, base, mark, poison)."""
+    from torchvision.utils import make_grid, save_image
+
+    relative = Path("poisons") / f"trial_{trial_index}.pt"
+    (output_dir / relative).parent.mkdir(parents=True, exist_ok=True)
+    tensors = {
+        "target": target.cpu(),
+        "bases": bases.cpu(),
+        "watermarked": watermarked.cpu(),
+        "poisons": poisons.cpu(),
+        "target_label": torch.tensor(task.target_label),
+        "base_label": torch.tensor(task.base_label),
+    }
+    save_tensors(output_dir / relative, tensors)
+    columns = len(bases)
+    rows = torch.cat([target.unsqueeze(0).expand(columns, -1, -1, -1), bases, watermarked, poisons])
+    buffer = io.BytesIO()
+    save_image(make_grid(rows.cpu(), nrow=columns, padding=2, pad_value=1.0), buffer, format="png")
+    atomic_write_bytes(output_dir / relative.with_suffix(".png"), buffer.getvalue())
+    return os.fspath(relative)
+
+
+def save_trial_features(
+    output_dir: Path,
+    trial_index: int,
+    victim,
+    poisoned,
+    target: torch.Tensor,
+    poisons: torch.Tensor,
+    sample: int,
+) -> str:
+    """Penultimate features of target, poisons and a class sample, clean vs poisoned (Fig. 3)."""
+    task = victim.task
+    generator = torch.Generator().manual_seed(trial_index)
+    picks = {}
+    for name, row in (("target_class", task.target_row), ("base_class", task.base_row)):
+        idx = torch.nonzero(victim.train_y.cpu() == row).flatten()
+        picks[name] = victim.train_x[idx[torch.randperm(len(idx), generator=generator)[:sample]]]
+    clean_weight, clean_bias = victim.clean_head_parameters()
+    views = {}
+    with torch.no_grad():
+        for view, features, weight, bias in (
+            ("clean", victim.feature_fn, clean_weight, clean_bias),
+            ("poisoned", poisoned.features, poisoned.head_weight, poisoned.head_bias),
+        ):
+            views[view] = {
+                "target": features(target.unsqueeze(0))[0].cpu(),
+                "poisons": features(poisons).cpu(),
+                **{name: features(images).cpu() for name, images in picks.items()},
+                "head_weight": weight.cpu(),
+                "head_bias": bias.cpu(),
+            }
+    relative = Path("features") / f"trial_{trial_index}.pt"
+    (output_dir / relative).parent.mkdir(parents=True, exist_ok=True)
+    save_tensors(
+        output_dir / relative,
+        {
+            **views,
+            "target_task_index": torch.tensor(task.target_row),
+            "base_task_index": torch.tensor(task.base_row),
+        },
+    )
+    return os.fspath(relative)

@@ -1,0 +1,162 @@
+"""Typed settings of one frogs job: one dataclass per config group, validated before heavy work.
+
+These dataclasses are also the Hydra schemas (see ``frogs.config``), so a misspelt key fails at
+composition and a bad value fails here with one line naming it and what is allowed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from frogs.errors import ConfigError
+
+
+@dataclass
+class DatasetSettings:
+    """Which images, which class pair, how much of it (``dataset=`` group)."""
+
+    name: str = "fashion_mnist"
+    root: str = "~/.cache/frogs/data"
+    target_class: Any = "Ankle boot"
+    base_class: Any = "Bag"
+    # null: the victim's default (transfer: the pair; end_to_end: every class); "pair"; "all";
+    # or a list of class names / indices (e.g. dog, fish, cat for the paper's appendix D).
+    task_classes: Any = None
+    train_per_class: int | None = 90
+    test_per_class: int | None = None
+    subsample_seed: int = 0
+    download: bool = True
+    image_size: int | None = None
+    # synthetic only
+    num_classes: int = 4
+    channels: int = 3
+    synthetic_train_per_class: int = 64
+    synthetic_test_per_class: int = 32
+
+
+@dataclass
+class PretrainSettings:
+    """How frogs trains the clean model when no ready weights are configured."""
+
+    epochs: int = 2
+    lr: float = 1e-3
+    batch_size: int = 128
+    train_per_class: int | None = 2000
+    weight_decay: float = 0.0
+    seed: int = 0
+
+
+@dataclass
+class ModelSettings:
+    """The network whose penultimate layer is the feature space f(x) (``model=`` group)."""
+
+    name: str = "alexnet_cifar"
+    weights: str | None = None
+    input_size: int | None = None
+    small_input: bool = False
+    pretrain: PretrainSettings = field(default_factory=PretrainSettings)
+
+
+@dataclass
+class AttackSettings:
+    """Feature collision (Eq. 1, Algorithm 1) and its variants (``attack=`` group)."""
+
+    name: str = "feature_collision"
+    num_poisons: int = 1
+    opacity: float = 0.0
+    iters: int = 1000
+    lr: float = 0.01
+    beta0: float = 0.25
+    stop_distance: float | None = None
+    constraint: str = "l2"
+    eps: float = 2 / 255
+    multi_base: bool = True
+    lr_decay: bool = False
+    optimize: bool = True
+
+
+@dataclass
+class VictimSettings:
+    """How the victim retrains on clean data plus poisons (``victim=`` group)."""
+
+    name: str = "transfer"
+    epochs: int = 100
+    lr: float = 0.01
+    batch_size: int = 128
+    weight_decay: float = 0.0
+
+
+@dataclass
+class JobSettings:
+    """Everything one job needs: the groups plus the top-level knobs."""
+
+    dataset: DatasetSettings = field(default_factory=DatasetSettings)
+    model: ModelSettings = field(default_factory=ModelSettings)
+    attack: AttackSettings = field(default_factory=AttackSettings)
+    victim: VictimSettings = field(default_factory=VictimSettings)
+    trials: int = 5
+    trial_offset: int = 0
+    target_selection: str = "random"
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None
+    cache_dir: str = "~/.cache/frogs"
+    save_poisons: bool = False
+    save_features: bool = False
+    feature_sample: int = 200
+    progress: bool = True
+
+
+TARGET_SELECTIONS = ("random", "outlier")
+CONSTRAINTS = ("l2", "linf")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def _require_positive(value: float | int | None, name: str, *, allow_zero: bool = False) -> None:
+    bad = value is None or not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero)
+    if bad:
+        allowed = "a number >= 0" if allow_zero else "a number > 0"
+        raise ConfigError(f"{name}={value!r} is not allowed; expected {allowed}")
+
+
+def _require_choice(value: str, name: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name}={value!r} is not allowed; expected one of {', '.join(allowed)}")
+
+
+def validate(settings: JobSettings) -> JobSettings:
+    """Check every value that needs no data; raise ConfigError naming the first bad one."""
+    attack, victim, pretrain = settings.attack, settings.victim, settings.model.pretrain
+    _require_positive(settings.trials, "trials")
+    _require_positive(settings.trial_offset, "trial_offset", allow_zero=True)
+    _require_choice(settings.target_selection, "target_selection", TARGET_SELECTIONS)
+    _require_choice(settings.device, "device", DEVICES)
+    _require_positive(attack.num_poisons, "attack.num_poisons")
+    _require_positive(attack.iters, "attack.iters")
+    _require_positive(attack.lr, "attack.lr")
+    _require_positive(attack.beta0, "attack.beta0", allow_zero=True)
+    if not 0.0 <= attack.opacity <= 1.0:
+        raise ConfigError(
+            f"attack.opacity={attack.opacity!r} is not allowed; expected 0 <= opacity <= 1"
+        )
+    _require_choice(attack.constraint, "attack.constraint", CONSTRAINTS)
+    if attack.constraint == "linf":
+        _require_positive(attack.eps, "attack.eps")
+    if attack.stop_distance is not None:
+        _require_positive(attack.stop_distance, "attack.stop_distance", allow_zero=True)
+    _require_positive(victim.epochs, "victim.epochs")
+    _require_positive(victim.lr, "victim.lr")
+    _require_positive(victim.batch_size, "victim.batch_size")
+    _require_positive(pretrain.epochs, "model.pretrain.epochs", allow_zero=True)
+    _require_positive(pretrain.lr, "model.pretrain.lr")
+    _require_positive(pretrain.batch_size, "model.pretrain.batch_size")
+    for name in ("train_per_class", "test_per_class"):
+        value = getattr(settings.dataset, name)
+        if value is not None:
+            _require_positive(value, f"dataset.{name}")
+    if settings.threads is not None:
+        _require_positive(settings.threads, "threads")
+    _require_positive(settings.feature_sample, "feature_sample")
+    return settings

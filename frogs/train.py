@@ -1,0 +1,62 @@
+"""One minibatch training loop for every stage that trains: pretraining, the transfer head, the
+end-to-end victim. Data are in-memory tensors, so batches are index slices, not a DataLoader."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from frogs.errors import NumericalError
+
+
+def fit(
+    module: nn.Module,
+    inputs: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    generator: torch.Generator,
+    weight_decay: float = 0.0,
+    params: Iterable[nn.Parameter] | None = None,
+    on_epoch: Callable[[int], None] | None = None,
+    progress: str | None = None,
+) -> None:
+    """Train ``module`` with Adam on (inputs, labels) for ``epochs`` passes in shuffled minibatches.
+
+    ``generator`` (a CPU generator) fixes the shuffling, so two runs with equal seeds see equal
+    batches. A non-finite loss raises NumericalError rather than training on garbage.
+    """
+    params = list(module.parameters() if params is None else params)
+    optimizer = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    device = inputs.device
+    n = len(inputs)
+    module.train()
+    bar = tqdm(total=epochs, desc=progress, leave=False, disable=progress is None)
+    for epoch in range(epochs):
+        order = torch.randperm(n, generator=generator).to(device)
+        for start in range(0, n, batch_size):
+            batch = order[start : start + batch_size]
+            loss = nn.functional.cross_entropy(module(inputs[batch]), labels[batch])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        if not torch.isfinite(loss):
+            raise NumericalError(f"training loss became {loss.item()} in epoch {epoch + 1}")
+        if on_epoch is not None:
+            on_epoch(epoch)
+        bar.update()
+    bar.close()
+    module.eval()
+
+
+@torch.no_grad()
+def predict_in_batches(
+    fn: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor, batch_size: int = 512
+) -> torch.Tensor:
+    """``fn`` applied to ``inputs`` in slices, concatenated (bounded memory, no grad)."""
+    return torch.cat([fn(inputs[i : i + batch_size]) for i in range(0, len(inputs), batch_size)])

@@ -1,0 +1,69 @@
+"""Shared fixtures: tiny synthetic settings, a private cache, Fashion-MNIST availability."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from frogs.settings import DatasetSettings, JobSettings
+
+FASHION_MNIST_DIRS = [Path("/usr/share/datasets/fashion-mnist")]
+
+
+def fashion_mnist_available() -> bool:
+    return any((d / "train-images-idx3-ubyte.gz").is_file() for d in FASHION_MNIST_DIRS)
+
+
+requires_fashion_mnist = pytest.mark.skipif(
+    not fashion_mnist_available() and not os.environ.get("CI"),
+    reason="Fashion-MNIST missing: apt-get install dataset-fashion-mnist",
+)
+
+
+@pytest.fixture(scope="session")
+def session_cache(tmp_path_factory) -> Path:
+    """One cache for the whole test session, so the clean models are trained once."""
+    return tmp_path_factory.mktemp("frogs-cache")
+
+
+@pytest.fixture
+def synthetic_settings(session_cache: Path) -> JobSettings:
+    """A job on tiny synthetic data that runs in about a second on a CPU."""
+    settings = JobSettings(
+        dataset=DatasetSettings(
+            name="synthetic",
+            root="unused",
+            target_class="c0",
+            base_class="c1",
+            train_per_class=None,
+            image_size=16,
+        ),
+        trials=2,
+        device="cpu",
+        cache_dir=str(session_cache),
+        progress=False,
+    )
+    settings.model.pretrain.epochs = 3
+    settings.model.pretrain.train_per_class = None
+    settings.attack.iters = 30
+    settings.victim.epochs = 5
+    return settings
+
+
+@pytest.fixture
+def tiny_feature_fn():
+    """A fixed small conv feature map (deterministic), for crafting tests without training."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.Flatten(),
+        torch.nn.Linear(8 * 8 * 8, 16),
+        torch.nn.ReLU(),
+    ).eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net

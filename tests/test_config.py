@@ -1,0 +1,78 @@
+"""Every config group composes against the schema; bad values fail with one clear line."""
+
+from __future__ import annotations
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import ConfigKeyError, ValidationError
+
+from frogs.cli import CONFIG_DIR
+from frogs.config import to_settings
+from frogs.errors import ConfigError
+
+GROUPS = {
+    group: sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+    for group in ("dataset", "model", "attack", "victim", "debug")
+}
+
+
+def compose_settings(*overrides: str):
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        return to_settings(compose("config", overrides=list(overrides)))
+
+
+def test_groups_have_the_names_other_code_relies_on():
+    assert {"fashion_mnist", "cifar10", "imagefolder", "synthetic"} <= set(GROUPS["dataset"])
+    assert {"alexnet_cifar", "resnet18", "inception_v3"} <= set(GROUPS["model"])
+    assert "feature_collision" in GROUPS["attack"]
+    assert {"transfer", "end_to_end"} <= set(GROUPS["victim"])
+    assert "smoke" in GROUPS["debug"]
+
+
+@pytest.mark.parametrize("group", ["model", "attack", "victim"])
+def test_every_option_composes(group):
+    for option in GROUPS[group]:
+        settings = compose_settings(f"{group}={option}")
+        assert getattr(settings, group).name == option
+
+
+def test_default_is_the_transfer_one_shot_on_fashion_mnist():
+    settings = compose_settings()
+    assert settings.dataset.name == "fashion_mnist"
+    assert settings.victim.name == "transfer"
+    assert settings.attack.num_poisons == 1
+    assert settings.victim.epochs == 100 and settings.victim.lr == 0.01
+    end_to_end = compose_settings("victim=end_to_end")
+    assert end_to_end.victim.lr == pytest.approx(1.85e-5) and end_to_end.victim.epochs == 10
+
+
+def test_misspelt_key_fails_at_composition():
+    with pytest.raises((ConfigCompositionException, ConfigKeyError, ValidationError)):
+        compose_settings("attack.stepz=3")
+    with pytest.raises((ConfigCompositionException, ConfigKeyError, ValidationError)):
+        compose_settings("+attack.stepz=3")
+
+
+def test_unknown_group_option_lists_the_known_ones():
+    with pytest.raises(ConfigCompositionException, match="fashion_mnist"):
+        compose_settings("dataset=mnist_typo")
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("attack.opacity=1.5", "attack.opacity=1.5"),
+        ("attack.iters=0", "attack.iters=0"),
+        ("attack.lr=-1", "attack.lr=-1"),
+        ("victim.epochs=0", "victim.epochs=0"),
+        ("trials=0", "trials=0"),
+        ("target_selection=worst", "target_selection='worst'"),
+        ("attack.constraint=l1", "attack.constraint='l1'"),
+        ("device=tpu", "device='tpu'"),
+    ],
+)
+def test_bad_values_name_the_value_and_what_is_allowed(override, message):
+    with pytest.raises(ConfigError, match="expected") as info:
+        compose_settings(override)
+    assert message in str(info.value)

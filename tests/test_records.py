@@ -1,0 +1,114 @@
+"""The trial record contract (docs/records.md) and the append-only results file."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import torch
+
+from frogs.experiment import run
+from frogs.records import RecordWriter, experiment_identity, trial_id
+
+CONTRACT = Path(__file__).resolve().parents[1] / "docs" / "records.md"
+
+
+def contract_fields() -> set[str]:
+    """Every backticked field name in the first column of the contract table."""
+    fields = set()
+    for line in CONTRACT.read_text().splitlines():
+        if line.startswith("| `"):
+            fields.update(re.findall(r"`([a-z_0-9]+)`", line.split("|")[1]))
+    return fields
+
+
+def test_contract_lists_the_design_fields():
+    design = {
+        "schema",
+        "trial_id",
+        "status",
+        "error",
+        "scenario",
+        "success",
+        "target_pred",
+        "target_base_prob",
+        "target_true_prob_clean",
+        "clean_acc_before",
+        "clean_acc_after",
+        "angular_deviation_deg",
+        "feat_dist_before",
+        "feat_dist_after",
+        "input_dist_l2",
+        "input_dist_linf",
+        "craft_s",
+        "retrain_s",
+        "eval_s",
+        "frogs_version",
+        "git_sha",
+        "torch_version",
+        "device",
+        "host",
+        "num_poisons",
+        "opacity",
+        "beta",
+        "seed",
+    }
+    assert design <= contract_fields()
+
+
+def test_records_hold_every_contract_field(synthetic_settings, tmp_path):
+    synthetic_settings.save_poisons = True
+    synthetic_settings.save_features = True
+    synthetic_settings.feature_sample = 8
+    synthetic_settings.attack.num_poisons = 3
+    records = run(synthetic_settings, tmp_path)
+    assert len(records) == 2
+    lines = (tmp_path / "results.jsonl").read_text().splitlines()
+    assert len(lines) == 2
+    for line in lines:
+        record = json.loads(line)
+        missing = contract_fields() - set(record)
+        assert not missing, f"record lacks {sorted(missing)}"
+        assert record["status"] == "ok" and isinstance(record["success"], bool)
+        assert len(record["base_indices"]) == 3
+        assert len(record["angular_deviation_per_epoch"]) == synthetic_settings.victim.epochs
+        assert record["feat_dist_after"] < record["feat_dist_before"]
+        poisons = torch.load(tmp_path / record["poisons_path"], weights_only=True)
+        assert poisons["poisons"].shape == (3, 3, 16, 16)
+        assert (tmp_path / record["poisons_path"]).with_suffix(".png").is_file()
+        features = torch.load(tmp_path / record["features_path"], weights_only=True)
+        assert features["clean"]["poisons"].shape[0] == 3
+        assert features["poisoned"]["head_weight"].shape[0] == 2
+
+
+def test_relaunch_skips_recorded_trials_and_redoes_missing(synthetic_settings, tmp_path):
+    first = run(synthetic_settings, tmp_path)
+    assert run(synthetic_settings, tmp_path) == []
+    results = tmp_path / "results.jsonl"
+    lines = results.read_text().splitlines()
+    results.write_text(lines[0] + "\n")
+    redone = run(synthetic_settings, tmp_path)
+    assert [r["trial_id"] for r in redone] == [first[1]["trial_id"]]
+    assert redone[0]["success"] == first[1]["success"]
+    assert redone[0]["target_base_prob"] == first[1]["target_base_prob"]
+
+
+def test_trial_id_is_stable_and_ignores_where_it_runs(synthetic_settings):
+    identity = experiment_identity(synthetic_settings)
+    synthetic_settings.device = "cuda"
+    synthetic_settings.cache_dir = "/elsewhere"
+    synthetic_settings.progress = True
+    assert experiment_identity(synthetic_settings) == identity
+    assert trial_id(identity, 0) != trial_id(identity, 1)
+    synthetic_settings.attack.opacity = 0.3
+    assert trial_id(experiment_identity(synthetic_settings), 0) != trial_id(identity, 0)
+
+
+def test_writer_drops_a_partial_last_line(tmp_path):
+    path = tmp_path / "results.jsonl"
+    path.write_text('{"trial_id": "a"}\n{"trial_id": "b", "succ')
+    writer = RecordWriter(path)
+    assert writer.finished_ids() == {"a"}
+    writer.append({"trial_id": "c"})
+    assert path.read_text() == '{"trial_id": "a"}\n{"trial_id": "c"}\n'
