@@ -78,6 +78,7 @@ def feature_collision(
     optimize: bool = True,
     pixel_range: tuple[float, float] = (0.0, 1.0),
     progress: bool = False,
+    amp: bool = False,
 ) -> CraftResult:
     """Craft one poison per base whose features collide with the target's (Eq. 1, Alg. 1).
 
@@ -89,6 +90,8 @@ def feature_collision(
     ``lr_decay`` a step that increases the Eq. 1 objective is rejected and that poison's step
     size multiplied by ``decay_factor`` (the backtracking of the authors' code); without it this
     is Algorithm 1 as printed. ``optimize=False`` returns the bases unchanged (watermark only).
+    ``amp`` (CUDA only, ignored on the CPU) runs ``feature_fn`` under bf16 autocast on
+    channels-last images; pixels, steps and distances stay float32.
     """
     if constraint not in ("l2", "linf"):
         raise ConfigError(f"constraint={constraint!r} is not allowed; expected l2 or linf")
@@ -96,24 +99,45 @@ def feature_collision(
         raise ConfigError(f"eps={eps!r} is not allowed with constraint=linf; expected eps > 0")
     bases = bases.detach()
     low, high = pixel_range
+    amp = amp and bases.is_cuda
+    if amp and bases.ndim == 4:
+        bases = bases.contiguous(memory_format=torch.channels_last)
 
-    def distance_and_grad(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x = x.detach().requires_grad_(True)
-        diff = _per_sample(feature_fn(x) - target_features)
-        loss = diff.pow(2).sum(1)
+    def features(x: torch.Tensor) -> torch.Tensor:
+        if not amp:
+            return feature_fn(x)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            return feature_fn(x).float()
+
+    def distance_and_grad(
+        x: torch.Tensor, with_grad: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        x = x.detach().requires_grad_(with_grad)
+        with torch.set_grad_enabled(with_grad):
+            diff = _per_sample(features(x) - target_features)
+            loss = diff.pow(2).sum(1)
+        if not with_grad:  # the last iteration's gradient is never used: skip its backward pass
+            return loss, None, x
         (grad,) = torch.autograd.grad(loss.sum(), x)
         return loss.detach(), grad, x.detach()
 
     with torch.no_grad():
-        target_features = feature_fn(target.unsqueeze(0)).detach()
-    sq_dist, grad, x = distance_and_grad(bases)
+        target_features = features(target.unsqueeze(0)).detach()
+    sq_dist, grad, x = distance_and_grad(bases, with_grad=optimize)
     start = sq_dist.sqrt()
     if not optimize:
         return CraftResult(bases.clone(), start, start, 0)
 
     step = torch.full((len(bases),) + (1,) * (bases.ndim - 1), lr, device=bases.device)
+    # Per-poison masks are needed only when poisons may stop or reject steps; plain Algorithm 1
+    # moves every poison every iteration, so it skips the torch.where bookkeeping.
+    masked = stop_distance is not None or lr_decay
     objective = sq_dist  # Eq. 1 objective; the β term is 0 at x = b
     active = torch.ones(len(bases), dtype=torch.bool, device=bases.device)
+    # Finiteness is accumulated on the device and read back every `check_every` iterations (every
+    # iteration on the CPU, where reading it costs nothing), so a GPU is never stalled on it.
+    check_every = 1 if bases.device.type == "cpu" else 32
+    finite = torch.ones((), dtype=torch.bool, device=bases.device)
     iters_run = 0
     for _ in tqdm(range(iters), desc="craft", leave=False, disable=not progress):
         if stop_distance is not None:
@@ -128,11 +152,15 @@ def feature_collision(
             else:
                 candidate = torch.minimum(torch.maximum(x_hat, bases - eps), bases + eps)
             candidate.clamp_(low, high)
-        new_sq_dist, new_grad, candidate = distance_and_grad(candidate)
-        if not bool(torch.isfinite(new_sq_dist).all()):
+        new_sq_dist, new_grad, candidate = distance_and_grad(candidate, iters_run < iters)
+        finite &= torch.isfinite(new_sq_dist).all()
+        if (iters_run % check_every == 0 or iters_run == iters) and not bool(finite):
             raise NumericalError(
-                f"feature distance became non-finite at crafting iteration {iters_run}"
+                f"feature distance became non-finite by crafting iteration {iters_run}"
             )
+        if not masked:
+            x, grad, sq_dist = candidate, new_grad, new_sq_dist
+            continue
         move = active
         if lr_decay:
             new_objective = new_sq_dist + beta * _per_sample(candidate - bases).pow(2).sum(1)
@@ -142,7 +170,8 @@ def feature_collision(
             objective = torch.where(move, new_objective, objective)
         mask = _as_image_mask(move, x)
         x = torch.where(mask, candidate, x)
-        grad = torch.where(mask, new_grad, grad)
+        if new_grad is not None:
+            grad = torch.where(mask, new_grad, grad)
         sq_dist = torch.where(move, new_sq_dist, sq_dist)
     return CraftResult(x.detach(), start, sq_dist.sqrt(), iters_run)
 
@@ -164,6 +193,7 @@ def run_feature_collision(
     bases: torch.Tensor,
     feature_dim: int,
     progress: bool = False,
+    amp: bool = False,
 ) -> AttackOutput:
     """Watermark the bases, then craft with the dimension-scaled β (the ``attack=`` group entry)."""
     watermarked = watermark(bases, target, settings.opacity)
@@ -181,5 +211,6 @@ def run_feature_collision(
         lr_decay=settings.lr_decay,
         optimize=settings.optimize,
         progress=progress,
+        amp=amp,
     )
     return AttackOutput(watermarked, result, beta)

@@ -56,9 +56,13 @@ class ArtifactCache:
         folder = self.root / kind
         return folder / f"{key}.pt", folder / f"{key}.json", folder / f"{key}.lock"
 
-    def _load_verified(self, kind: str, key: str) -> Tensors | None:
+    def _load_verified(self, kind: str, key: str, *, locked: bool = False) -> Tensors | None:
         data_path, meta_path, _ = self.paths(kind, key)
-        if not data_path.exists() and not meta_path.exists():
+        if not meta_path.exists():
+            # Data without its checksum is a build in progress (the checksum is renamed into place
+            # last) or, seen under the lock, one cut short by a kill: never use it.
+            if locked and data_path.exists():
+                log.warning("cache entry %s/%s has no checksum file; rebuilding it", kind, key)
             return None
         try:
             expected = json.loads(meta_path.read_text())["sha256"]
@@ -68,7 +72,9 @@ class ArtifactCache:
 
             return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
         except Exception as exc:  # truncated, garbage, missing half: never use it
-            log.warning("cache entry %s/%s is unusable (%s); rebuilding it", kind, key, exc)
+            # Outside the lock this may be another job's rebuild in flight: report it once, locked.
+            report = log.warning if locked else log.debug
+            report("cache entry %s/%s is unusable (%s); rebuilding it", kind, key, exc)
             return None
 
     def get_or_build(
@@ -82,7 +88,7 @@ class ArtifactCache:
         data_path, meta_path, lock_path = self.paths(kind, key)
         data_path.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(lock_path)):
-            found = self._load_verified(kind, key)
+            found = self._load_verified(kind, key, locked=True)
             if found is not None:
                 log.info("cache hit %s/%s (built by another job)", kind, key)
                 return found

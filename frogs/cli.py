@@ -7,12 +7,15 @@ print one line naming the bad value and exit with status 2, before any heavy wor
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException
 from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
 
 from frogs.config import register_schemas, to_settings
 from frogs.errors import FrogsError
@@ -41,9 +44,40 @@ def hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    """Console-script entry: subcommands first, else the Hydra app."""
+    """Console-script entry: subcommands first, else the Hydra app.
+
+    Hydra's own errors (an unknown config group option, a misspelt key, an output directory that
+    cannot be created) become one ``frogs: error:`` line and exit status 2 as well; set
+    ``HYDRA_FULL_ERROR=1`` for the full traceback instead.
+    """
     if len(sys.argv) > 1 and sys.argv[1] == "sweep-status":
         from frogs.status import main as status_main
 
         raise SystemExit(status_main(sys.argv[2:]))
-    hydra_main()
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        hydra_main()
+        return
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises instead of printing its own report
+    try:
+        hydra_main()
+    except (HydraException, OSError) as exc:
+        message = str(exc)
+        if isinstance(exc.__cause__, OmegaConfBaseException):
+            message += f"\n{exc.__cause__}"
+        print(f"frogs: error: {_one_line(message)}", file=sys.stderr)
+        raise SystemExit(2) from None
+    finally:
+        del os.environ["HYDRA_FULL_ERROR"]
+
+
+def _one_line(text: str) -> str:
+    """Hydra's multi-line report as one line: indented list items joined with commas."""
+    parts: list[str] = []
+    for line in text.split("Config search path:")[0].splitlines():
+        if not line.strip():
+            continue
+        if line[0].isspace() and parts:
+            parts[-1] += (" " if parts[-1].endswith(":") else ", ") + line.strip()
+        else:
+            parts.append(line.strip().rstrip("."))
+    return "; ".join(parts)

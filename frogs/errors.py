@@ -15,3 +15,7 @@ class DataNotFoundError(FrogsError, FileNotFoundError):
 
 class NumericalError(FrogsError, ArithmeticError):
     """NaN or Inf appeared in crafting or retraining; the trial is recorded as failed."""
+
+
+class OutputError(FrogsError, OSError):
+    """The job's output (``results.jsonl``) cannot be written: disk full, read-only, not a dir."""

@@ -9,6 +9,7 @@ are skipped, so relaunching an interrupted job finishes it.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -21,8 +22,9 @@ from tqdm.auto import tqdm
 
 from frogs.attack import ATTACKS
 from frogs.cache import ArtifactCache
-from frogs.data import ImageData, load_dataset
+from frogs.data import DATASETS, ImageData, load_dataset
 from frogs.errors import ConfigError, FrogsError, NumericalError
+from frogs.models import MODELS, prepare_for_device
 from frogs.pretrain import load_clean_model
 from frogs.records import (
     RESULTS_FILE,
@@ -35,7 +37,7 @@ from frogs.records import (
     trial_id,
 )
 from frogs.saving import save_trial_features, save_trial_poisons
-from frogs.selection import TargetChoice, choose_bases, choose_targets
+from frogs.selection import TargetChoice, check_enough_bases, choose_bases, choose_targets
 from frogs.settings import JobSettings
 from frogs.task import resolve_task
 from frogs.victims import VICTIMS, Victim
@@ -84,15 +86,33 @@ class Job:
 
 def prepare_job(settings: JobSettings, device: torch.device) -> Job:
     """Load data, the clean model and the victim; choose the targets of every trial."""
-    for registry, name in ((ATTACKS, settings.attack.name), (VICTIMS, settings.victim.name)):
-        registry.get(name)
+    for registry, name in (
+        (DATASETS, settings.dataset.name),
+        (MODELS, settings.model.name),
+        (ATTACKS, settings.attack.name),
+        (VICTIMS, settings.victim.name),
+    ):
+        registry.get(name)  # an unknown name fails here, before data loading or pretraining
     data = load_dataset(settings.dataset)
     victim_cls = VICTIMS.get(settings.victim.name)
     task = resolve_task(data, settings.dataset, victim_cls.default_task_classes)
+    base_candidates = torch.nonzero(data.test_y == task.base_label).flatten()
+    # Too few distinct bases fails every trial alike: say so before pretraining, not after.
+    attack = settings.attack
+    check_enough_bases(len(base_candidates), attack.num_poisons, attack.multi_base)
     cache = ArtifactCache(Path(settings.cache_dir).expanduser())
     model = load_clean_model(data, settings.model, cache, device, progress=settings.progress)
+    model = prepare_for_device(model, device, settings.amp)
     victim = victim_cls(
-        settings.victim, model, data, task, settings.dataset, cache, device, settings.seed
+        settings.victim,
+        model,
+        data,
+        task,
+        settings.dataset,
+        cache,
+        device,
+        settings.seed,
+        amp=settings.amp,
     )
     target_candidates = torch.nonzero(data.test_y == task.target_label).flatten()
     probs = torch.cat(
@@ -112,7 +132,6 @@ def prepare_job(settings: JobSettings, device: torch.device) -> Job:
         generator=torch.Generator().manual_seed(stream_seed(settings.seed, "targets")),
     )
     clean_probs = {int(i): p for i, p in zip(target_candidates.tolist(), probs, strict=True)}
-    base_candidates = torch.nonzero(data.test_y == task.base_label).flatten()
     return Job(settings, data, victim, device, targets, base_candidates, clean_probs)
 
 
@@ -143,13 +162,29 @@ def trial_parameters(settings: JobSettings) -> dict[str, Any]:
     }
 
 
+def trial_bases(job: Job, trial_index: int) -> torch.Tensor:
+    """Test-set indices of a trial's bases, from its own seeded stream."""
+    attack = job.settings.attack
+    generator = torch.Generator().manual_seed(stream_seed(job.settings.seed, "bases", trial_index))
+    return choose_bases(job.base_candidates, attack.num_poisons, attack.multi_base, generator)
+
+
+def task_fields(job: Job) -> dict[str, Any]:
+    """The attacked class pair and the victim task: identical for every trial of a job."""
+    task, names = job.victim.task, job.data.class_names
+    return {
+        "target_class": names[task.target_label],
+        "base_class": names[task.base_label],
+        "target_label": task.target_label,
+        "base_label": task.base_label,
+        "task_classes": list(task.names),
+    }
+
+
 def run_trial(job: Job, trial_index: int, target: TargetChoice, output_dir: Path) -> dict[str, Any]:
     """Craft, retrain, evaluate one target; return the outcome fields of its record."""
     settings, victim, task, device = job.settings, job.victim, job.victim.task, job.device
-    generator = torch.Generator().manual_seed(stream_seed(settings.seed, "bases", trial_index))
-    base_indices = choose_bases(
-        job.base_candidates, settings.attack.num_poisons, settings.attack.multi_base, generator
-    )
+    base_indices = trial_bases(job, trial_index)
     target_image = job.data.test_x[target.index].to(device)
     bases = job.data.test_x[base_indices].to(device)
 
@@ -161,6 +196,7 @@ def run_trial(job: Job, trial_index: int, target: TargetChoice, output_dir: Path
         bases,
         victim.model.feature_dim,
         progress=settings.progress,
+        amp=settings.amp,
     )
     poisons = crafted.result.poisons
     if not bool(torch.isfinite(poisons).all()):
@@ -180,11 +216,6 @@ def run_trial(job: Job, trial_index: int, target: TargetChoice, output_dir: Path
     predicted = int(probs.argmax())
     delta = (poisons - bases).flatten(1)
     outcome = {
-        "target_class": job.data.class_names[task.target_label],
-        "base_class": job.data.class_names[task.base_label],
-        "target_label": task.target_label,
-        "base_label": task.base_label,
-        "task_classes": list(task.names),
         "target_index": target.index,
         "base_indices": base_indices.tolist(),
         "outlier_rank": target.outlier_rank,
@@ -246,6 +277,7 @@ def run(settings: JobSettings, output_dir: str | os.PathLike) -> list[dict[str, 
         "schema": SCHEMA_VERSION,
         "job_id": stable_hash(identity),
         **trial_parameters(settings),
+        **task_fields(job),
         **provenance(str(device)),
     }
     records = []
@@ -253,15 +285,21 @@ def run(settings: JobSettings, output_dir: str | os.PathLike) -> list[dict[str, 
         target = job.targets[index - settings.trial_offset]
         record = {"trial_id": ids[index], "trial_index": index, **common}
         try:
-            record.update(status="ok", error=None, **run_trial(job, index, target, output_dir))
+            outcome = _require_finite(run_trial(job, index, target, output_dir))
+            record.update(status="ok", error=None, **outcome)
         except Exception as exc:
             if isinstance(exc, FrogsError) and not isinstance(exc, NumericalError):
                 raise  # bad configuration or data: every trial would fail the same way
-            log.exception("trial %d failed", index)
+            if isinstance(exc, NumericalError):  # expected and self-explanatory: one line
+                log.warning("trial %d failed: %s", index, exc)
+            else:  # unexpected: keep the traceback for the bug report
+                log.exception("trial %d failed", index)
             record.update(
                 status="failed",
                 error=f"{type(exc).__name__}: {exc}",
                 target_index=target.index,
+                base_indices=trial_bases(job, index).tolist(),
+                outlier_rank=target.outlier_rank,
                 success=None,
             )
         record["finished_at"] = now_iso()
@@ -269,6 +307,15 @@ def run(settings: JobSettings, output_dir: str | os.PathLike) -> list[dict[str, 
         records.append(record)
         log.info("trial %d: %s", index, _one_line(record))
     return records
+
+
+def _require_finite(outcome: dict[str, Any]) -> dict[str, Any]:
+    """A NaN or Inf outcome fails its trial (records are strict JSON, which has neither)."""
+    for key, value in outcome.items():
+        values = value if isinstance(value, list) else [value]
+        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+            raise NumericalError(f"the trial's {key} is {value!r}")
+    return outcome
 
 
 def _one_line(record: dict[str, Any]) -> str:

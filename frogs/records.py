@@ -19,6 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from frogs.errors import OutputError
+
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
@@ -93,8 +95,11 @@ class RecordWriter:
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._drop_partial_last_line()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._drop_partial_last_line()
+        except OSError as exc:
+            raise OutputError(f"cannot write records to {self.path}: {_reason(exc)}") from exc
 
     def _drop_partial_last_line(self) -> None:
         """A line without its newline is a write cut short by a kill: remove it, keep the rest."""
@@ -126,21 +131,37 @@ class RecordWriter:
         return done
 
     def append(self, record: dict[str, Any]) -> None:
-        """Write one record as one line in one system call, then flush it to disk."""
+        """Write one record as one line (one system call unless the disk fills), then fsync it.
+
+        On any error the file is cut back to where it was, so it only ever holds whole records.
+        """
         line = (json.dumps(record, default=_jsonable, allow_nan=False) + "\n").encode()
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise OutputError(f"cannot write records to {self.path}: {_reason(exc)}") from exc
         try:
             start = os.lseek(fd, 0, os.SEEK_END)
             try:
-                written = os.write(fd, line)
-                if written != len(line):
-                    raise OSError(f"short write to {self.path}: {written} of {len(line)} bytes")
+                rest = memoryview(line)
+                while rest:  # one call unless the disk fills: the next call then says why
+                    written = os.write(fd, rest)
+                    if written == 0:
+                        raise OSError(f"short write: {len(line) - len(rest)} of {len(line)} bytes")
+                    rest = rest[written:]
                 os.fsync(fd)
-            except OSError:
+            except OSError as exc:
                 os.ftruncate(fd, start)  # never leave half a record behind (e.g. disk full)
-                raise
+                raise OutputError(
+                    f"cannot append a record to {self.path}: {_reason(exc)}; "
+                    "the file keeps only whole records"
+                ) from exc
         finally:
             os.close(fd)
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)
 
 
 def _jsonable(value: Any) -> Any:

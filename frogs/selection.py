@@ -57,11 +57,17 @@ def choose_bases(
     candidates: torch.Tensor, num_poisons: int, multi_base: bool, generator: torch.Generator
 ) -> torch.Tensor:
     """Test-set indices of the bases: distinct images, or one reused (``multi_base=False``)."""
-    needed = num_poisons if multi_base else 1
-    if needed > len(candidates):
-        raise ConfigError(
-            f"attack.num_poisons={num_poisons} needs {needed} distinct base images with "
-            f"multi_base=true, but the base class has only {len(candidates)} test images"
-        )
+    needed = check_enough_bases(len(candidates), num_poisons, multi_base)
     chosen = candidates[torch.randperm(len(candidates), generator=generator)[:needed]]
     return chosen if multi_base else chosen.repeat(num_poisons)
+
+
+def check_enough_bases(available: int, num_poisons: int, multi_base: bool) -> int:
+    """How many distinct bases a trial needs; ConfigError when the base class has fewer."""
+    needed = num_poisons if multi_base else 1
+    if needed > available:
+        raise ConfigError(
+            f"attack.num_poisons={num_poisons} needs {needed} distinct base images with "
+            f"multi_base=true, but the base class has only {available} test images"
+        )
+    return needed

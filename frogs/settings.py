@@ -24,7 +24,7 @@ class DatasetSettings:
     # null: the victim's default (transfer: the pair; end_to_end: every class); "pair"; "all";
     # or a list of class names / indices (e.g. dog, fish, cat for the paper's appendix D).
     task_classes: Any = None
-    train_per_class: int | None = 90
+    train_per_class: int | None = 50
     test_per_class: int | None = None
     subsample_seed: int = 0
     download: bool = True
@@ -84,7 +84,7 @@ class VictimSettings:
     name: str = "transfer"
     epochs: int = 100
     lr: float = 0.01
-    batch_size: int = 128
+    batch_size: int = 8
     weight_decay: float = 0.0
 
 
@@ -101,6 +101,7 @@ class JobSettings:
     target_selection: str = "random"
     seed: int = 0
     device: str = "auto"
+    amp: bool = False
     threads: int | None = None
     cache_dir: str = "~/.cache/frogs"
     save_poisons: bool = False

@@ -3,13 +3,30 @@ end-to-end victim. Data are in-memory tensors, so batches are index slices, not 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, nullcontext
+from functools import partial
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from frogs.errors import NumericalError
+
+
+@contextmanager
+def cpu_threads(count: int) -> Iterator[None]:
+    """Run the block with ``count`` torch CPU threads, then restore the previous setting.
+
+    Tiny models (a linear head on cached features) train several times faster on one thread: a
+    parallel region per small op costs more than it saves, and far more when the cores are busy.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def fit(
@@ -25,15 +42,22 @@ def fit(
     params: Iterable[nn.Parameter] | None = None,
     on_epoch: Callable[[int], None] | None = None,
     progress: str | None = None,
+    amp: bool = False,
 ) -> None:
     """Train ``module`` with Adam on (inputs, labels) for ``epochs`` passes in shuffled minibatches.
 
     ``generator`` (a CPU generator) fixes the shuffling, so two runs with equal seeds see equal
-    batches. A non-finite loss raises NumericalError rather than training on garbage.
+    batches. A non-finite loss raises NumericalError rather than training on garbage. ``amp``
+    (CUDA only, ignored on the CPU) runs the forward pass under bf16 autocast (no loss scaling
+    needed) with channels-last images; see ``frogs.models.prepare_for_device`` for the module.
     """
     params = list(module.parameters() if params is None else params)
     optimizer = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     device = inputs.device
+    amp = amp and device.type == "cuda"
+    if amp and inputs.ndim == 4:
+        inputs = inputs.contiguous(memory_format=torch.channels_last)
+    autocast = partial(torch.autocast, "cuda", dtype=torch.bfloat16) if amp else nullcontext
     n = len(inputs)
     module.train()
     bar = tqdm(total=epochs, desc=progress, leave=False, disable=progress is None)
@@ -41,7 +65,9 @@ def fit(
         order = torch.randperm(n, generator=generator).to(device)
         for start in range(0, n, batch_size):
             batch = order[start : start + batch_size]
-            loss = nn.functional.cross_entropy(module(inputs[batch]), labels[batch])
+            with autocast():
+                logits = module(inputs[batch])
+            loss = nn.functional.cross_entropy(logits.float(), labels[batch])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -24,7 +25,7 @@ from frogs.records import stable_hash
 from frogs.registry import Registry
 from frogs.settings import DatasetSettings, VictimSettings
 from frogs.task import Task
-from frogs.train import fit, predict_in_batches
+from frogs.train import cpu_threads, fit, predict_in_batches
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +69,10 @@ class Victim:
         cache: ArtifactCache,
         device: torch.device,
         seed: int,
+        amp: bool = False,
     ) -> None:
         self.settings, self.model, self.data, self.task = settings, model, data, task
-        self.device, self.seed = device, seed
+        self.device, self.seed, self.amp = device, seed, amp
         train_idx = per_class_subset(
             data.train_y, task.classes, dataset.train_per_class, dataset.subsample_seed
         )
@@ -154,18 +156,21 @@ class TransferVictim(Victim):
     def _fit_head(self, features, labels, trajectory, progress) -> nn.Linear:
         torch.manual_seed(self.seed)
         head = nn.Linear(features.shape[1], len(self.task.classes)).to(self.device)
-        fit(
-            head,
-            features,
-            labels,
-            epochs=self.settings.epochs,
-            lr=self.settings.lr,
-            batch_size=self.settings.batch_size,
-            weight_decay=self.settings.weight_decay,
-            generator=self.retrain_generator(),
-            on_epoch=lambda _: trajectory.append(head.weight.detach().clone()),
-            progress="retrain head" if progress else None,
-        )
+        # One linear layer on in-memory features: one CPU thread is fastest (see cpu_threads).
+        threads = cpu_threads(1) if self.device.type == "cpu" else nullcontext()
+        with threads:
+            fit(
+                head,
+                features,
+                labels,
+                epochs=self.settings.epochs,
+                lr=self.settings.lr,
+                batch_size=self.settings.batch_size,
+                weight_decay=self.settings.weight_decay,
+                generator=self.retrain_generator(),
+                on_epoch=lambda _: trajectory.append(head.weight.detach().clone()),
+                progress="retrain head" if progress else None,
+            )
         return head
 
     def clean_probs(self, x: torch.Tensor) -> torch.Tensor:
@@ -271,6 +276,7 @@ class EndToEndVictim(Victim):
                 boundary_angle_deg(clean_weight, victim.head.weight.detach(), self.task)
             ),
             progress="retrain" if progress else None,
+            amp=self.amp,
         )
         for p in victim.parameters():
             p.requires_grad_(False)

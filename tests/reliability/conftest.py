@@ -1,0 +1,154 @@
+"""Helpers for the fault suite: run the real ``frogs`` command, read and compare its records."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from frogs.config import register_schemas, to_settings
+from frogs.settings import JobSettings
+
+REPO = Path(__file__).resolve().parents[2]
+
+# A tiny synthetic job; explicit top-level keys so nothing depends on how debug=smoke composes.
+TINY = [
+    "dataset=synthetic",
+    "debug=smoke",
+    "dataset.train_per_class=null",
+    "device=cpu",
+    "threads=1",
+    "progress=false",
+    "save_poisons=false",
+]
+
+# Fields that legitimately differ between two runs of the same trial.
+VOLATILE = {"craft_s", "retrain_s", "eval_s", "finished_at", "host", "slurm_job_id"}
+
+
+def frogs_env() -> dict[str, str]:
+    """The user's environment minus data/cache overrides; one thread per process."""
+    env = {k: v for k, v in os.environ.items() if k not in ("FROGS_DATA", "FROGS_CACHE")}
+    env.pop("HYDRA_FULL_ERROR", None)
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    return env
+
+
+def frogs_command(*overrides: str) -> list[str]:
+    return [sys.executable, "-m", "frogs", *overrides]
+
+
+def run_frogs(*overrides: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``python -m frogs OVERRIDES`` to the end, from the repository root."""
+    return subprocess.run(
+        frogs_command(*overrides),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=frogs_env(),
+        cwd=REPO,
+    )
+
+
+def start_frogs(*overrides: str, log: Path) -> subprocess.Popen:
+    """Start ``python -m frogs OVERRIDES`` in the background, output to ``log``."""
+    handle = open(log, "w")  # noqa: SIM115 - the child owns it; closed when the test ends
+    return subprocess.Popen(
+        frogs_command(*overrides),
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        env=frogs_env(),
+        cwd=REPO,
+    )
+
+
+def read_records(path: Path) -> list[dict]:
+    """Every line of a ``results.jsonl``; each must be one whole JSON object ending in a newline."""
+    if not path.exists():
+        return []
+    text = path.read_text()
+    assert text == "" or text.endswith("\n"), f"{path} ends in a partial line"
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def count_records(paths: Sequence[Path]) -> int:
+    """Complete lines written so far (a line still being written is not counted)."""
+    total = 0
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            total += path.read_bytes().count(b"\n")
+    return total
+
+
+def outcome(record: dict) -> dict:
+    """A record minus timings, finish time and host: what two runs of one trial must share."""
+    return {k: v for k, v in record.items() if k not in VOLATILE}
+
+
+def by_trial(records: list[dict]) -> dict[str, dict]:
+    """Records keyed by trial_id, asserting that no trial is recorded twice."""
+    ids = [r["trial_id"] for r in records]
+    assert len(ids) == len(set(ids)), f"duplicated trial records: {sorted(ids)}"
+    return {r["trial_id"]: outcome(r) for r in records}
+
+
+def wait_until(condition, timeout: float, proc: subprocess.Popen | None = None) -> None:
+    """Poll ``condition`` until true; fail if the process ends first or time runs out."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"process ended (rc={proc.returncode}) before the fault could be injected")
+        if time.monotonic() > deadline:
+            pytest.fail("timed out waiting to inject the fault")
+        time.sleep(0.02)
+
+
+def error_lines(result: subprocess.CompletedProcess, prefix: str = "frogs: error:") -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.startswith(prefix)]
+
+
+def assert_one_clear_error(
+    result: subprocess.CompletedProcess, *needles: str, prefix: str = "frogs: error:"
+) -> str:
+    """Exit status 2, exactly one error line containing every needle, no traceback."""
+    output = f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    assert result.returncode == 2, output
+    lines = error_lines(result, prefix)
+    assert len(lines) == 1, output
+    for needle in needles:
+        assert needle in lines[0], output
+    assert "Traceback" not in result.stderr + result.stdout, output
+    return lines[0]
+
+
+@pytest.fixture(scope="session")
+def warm_cache(tmp_path_factory) -> Path:
+    """A cache holding the TINY clean model and features, built once by a real CLI run."""
+    cache = tmp_path_factory.mktemp("warm-cache")
+    run = tmp_path_factory.mktemp("warm-run")
+    result = run_frogs(*TINY, "trials=1", f"cache_dir={cache}", f"hydra.run.dir={run}")
+    assert result.returncode == 0, result.stderr
+    return cache
+
+
+def tiny_settings(*overrides: str) -> JobSettings:
+    """The TINY job's settings as the CLI composes them, for in-process runs."""
+    register_schemas()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=[*TINY, *overrides])
+    return to_settings(cfg)
+
+
+def copy_cache(source: Path, target: Path) -> Path:
+    """A private copy of a warm cache (entries are immutable; locks are not copied)."""
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("*.lock"))
+    return target

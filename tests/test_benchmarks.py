@@ -1,0 +1,34 @@
+"""Smoke test of ``python -m benchmarks``: the tiniest run writes its figures (never timings)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+import benchmarks.run
+from benchmarks.run import Sizes, main
+
+TINY = Sizes(1, (1, 2), 1, 1, (2,), 16, 1, 1, 1, 200)
+
+
+def test_tiny_run_writes_positive_ratios(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("art")
+    monkeypatch.setattr(benchmarks.run, "QUICK", TINY)
+    out = tmp_path / "bench.json"
+    assert main(["--quick", "--only", "craft,e2e,analysis", "--out", str(out)]) == 0
+    figures = json.loads(out.read_text())
+    for key in ("craft_vs_bare", "craft_vs_art", "e2e_vs_bare"):
+        assert isinstance(figures[key], float) and math.isfinite(figures[key])
+        assert figures[key] > 0
+    assert figures.get("analysis_s", 1.0) > 0 or "analysis_error" in figures
+    assert figures["machine"]["torch"] == torch.__version__
+    printed = capsys.readouterr().out
+    assert "| craft, 2 poisons |" in printed and "machine:" in printed
+
+
+def test_unknown_benchmark_is_a_one_line_error(capsys):
+    assert main(["--only", "craft,nope"]) == 2
+    assert "--only nope is not allowed" in capsys.readouterr().err
