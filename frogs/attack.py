@@ -128,7 +128,13 @@ def feature_collision(
     if not optimize:
         return CraftResult(bases.clone(), start, start, 0)
 
-    step = torch.full((len(bases),) + (1,) * (bases.ndim - 1), lr, device=bases.device)
+    # One step size for all poisons unless backtracking gives each its own (a plain float keeps
+    # the elementwise steps as cheap as the bare loop's).
+    step: torch.Tensor | float = (
+        torch.full((len(bases),) + (1,) * (bases.ndim - 1), lr, device=bases.device)
+        if lr_decay
+        else lr
+    )
     # Per-poison masks are needed only when poisons may stop or reject steps; plain Algorithm 1
     # moves every poison every iteration, so it skips the torch.where bookkeeping.
     masked = stop_distance is not None or lr_decay

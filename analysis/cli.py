@@ -1,0 +1,100 @@
+"""``frogs-analyze DIR [DIR ...]``: load trial records, print success rates, write outputs.
+
+Exit codes: 0 done, 2 bad input (no records, unknown column), one error line, no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from analysis.load import NoRecordsError, load_records
+from analysis.stats import PARAM_COLUMNS, UnknownColumnError, success_table
+
+logger = logging.getLogger("analysis")
+PROG = "frogs-analyze"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Aggregate frogs trial records (results.jsonl) into success rates, "
+        "figures and an HTML report.",
+    )
+    parser.add_argument(
+        "dirs", nargs="+", metavar="DIR", type=Path,
+        help="directories searched recursively for results.jsonl (runs, multiruns, sweeps)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--by", nargs="+", metavar="COL",
+        help="group success rates by these columns (default: the varying parameters among "
+        f"{', '.join(PARAM_COLUMNS)})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--out", type=Path, metavar="OUT",
+        help="write success.csv (+ .parquet), the figures (PNG and PDF) and the report here",
+    )  # fmt: skip
+    parser.add_argument(
+        "--report", action="store_true", help="also write OUT/report.html (needs --out)"
+    )
+    parser.add_argument("--no-figures", action="store_true", help="do not draw figures")
+    verbosity = parser.add_mutually_exclusive_group()
+    verbosity.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    verbosity.add_argument("-q", "--quiet", action="store_true", help="warnings only")
+    return parser
+
+
+def format_table(table: pd.DataFrame) -> str:
+    """The success table as aligned text with rates to three decimals."""
+    if table.empty:
+        return "no ok trials: no success rates"
+    shown = table.copy()
+    for column in ("rate", "ci_low", "ci_high"):
+        shown[column] = shown[column].map(lambda v: "nan" if pd.isna(v) else f"{v:.3f}")
+    return shown.to_string(index=False)
+
+
+def _error(message: str) -> int:
+    """Print one error line and return the bad-input exit code."""
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.report and args.out is None:
+        parser.error("--report needs --out DIR")
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logger.setLevel(level)
+    try:
+        result = load_records(args.dirs)
+        table = success_table(result.frame, by=args.by)
+    except (NoRecordsError, UnknownColumnError) as exc:
+        return _error(str(exc))
+    print(result.summary())
+    print()
+    print(format_table(table))
+    if args.out is None:
+        return 0
+    from analysis.figures import make_figures
+    from analysis.outputs import write_table
+
+    for path in write_table(table, args.out, "success"):
+        logger.info("wrote %s", path)
+    figures = None if args.no_figures else make_figures(result.frame, args.out)
+    if figures is not None:
+        logger.info("wrote %d figure(s) to %s", len(figures.written), args.out)
+    if args.report:
+        from analysis.report import write_report
+
+        write_report(result, table, args.out, figures)
+    return 0

@@ -1,0 +1,1 @@
+"""Tests of the analysis package (records -> tables, figures, report)."""

@@ -1,0 +1,243 @@
+"""Shared fixtures: synthetic trial records (docs/records.md) with known outcomes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+def make_record(index: int = 0, **overrides: Any) -> dict[str, Any]:
+    """One complete ``ok`` schema-1 record; ``overrides`` replace or add fields."""
+    record: dict[str, Any] = {
+        "schema": 1,
+        "trial_id": f"t{index:06d}",
+        "job_id": "job0",
+        "trial_index": index,
+        "status": "ok",
+        "error": None,
+        "scenario": "end_to_end",
+        "dataset": "cifar10",
+        "model": "alexnet_cifar",
+        "attack": "feature_collision",
+        "victim": "end_to_end",
+        "target_class": "bird",
+        "base_class": "dog",
+        "target_label": 2,
+        "base_label": 5,
+        "task_classes": list(CLASSES),
+        "target_index": 100 + index,
+        "base_indices": [1, 2, 3],
+        "target_selection": "random",
+        "outlier_rank": None,
+        "num_poisons": 50,
+        "opacity": 0.3,
+        "beta0": 0.25,
+        "beta": 0.25,
+        "iters": 1000,
+        "lr": 0.01,
+        "stop_distance": None,
+        "constraint": "l2",
+        "eps": None,
+        "multi_base": True,
+        "optimize": True,
+        "lr_decay": False,
+        "retrain_epochs": 10,
+        "retrain_lr": 1.85e-5,
+        "seed": 0,
+        "success": True,
+        "target_pred": "dog",
+        "target_base_prob": 0.8,
+        "target_base_prob_clean": 0.05,
+        "target_true_prob_clean": 0.9,
+        "target_true_prob": 0.1,
+        "clean_acc_before": 0.80,
+        "clean_acc_after": 0.79,
+        "angular_deviation_deg": 5.0,
+        "angular_deviation_per_epoch": [1.0, 2.0, 3.0],
+        "feat_dist_before": 30.0,
+        "feat_dist_after": 3.0,
+        "input_dist_l2": 2.0,
+        "input_dist_linf": 0.1,
+        "craft_iters_run": 1000,
+        "craft_s": 1.0,
+        "retrain_s": 2.0,
+        "eval_s": 0.5,
+        "poisons_path": None,
+        "features_path": None,
+        "frogs_version": "0.1.0",
+        "git_sha": "abc1234",
+        "torch_version": "2.14.1",
+        "device": "cpu",
+        "host": "node1",
+        "slurm_job_id": None,
+        "finished_at": f"2026-01-01T00:{index // 60 % 60:02d}:{index % 60:02d}Z",
+    }
+    record.update(overrides)
+    return record
+
+
+def failed(record: dict[str, Any], error: str = "RuntimeError: boom") -> dict[str, Any]:
+    """``record`` turned into a failed one: outcome fields null."""
+    nulls = [
+        "success",
+        "target_pred",
+        "target_base_prob",
+        "target_base_prob_clean",
+        "target_true_prob_clean",
+        "target_true_prob",
+        "clean_acc_before",
+        "clean_acc_after",
+        "angular_deviation_deg",
+        "angular_deviation_per_epoch",
+        "feat_dist_before",
+        "feat_dist_after",
+    ]
+    return {**record, "status": "failed", "error": error, **dict.fromkeys(nulls)}
+
+
+def trials(successes: int, n: int, start: int = 0, **params: Any) -> list[dict[str, Any]]:
+    """``n`` ok records with ``params``, exactly the first ``successes`` of them successful."""
+    return [make_record(start + i, success=i < successes, **params) for i in range(n)]
+
+
+def synthetic_records(n: int, seed: int = 0) -> list[dict[str, Any]]:
+    """``n`` varied records (a 2-scenario x 4-count x 2-opacity sweep) with ~3 % failed."""
+    rng = np.random.default_rng(seed)
+    counts = rng.choice([1, 10, 25, 50], n)
+    opacities = rng.choice([0.2, 0.3], n)
+    scenarios = rng.choice(["transfer", "end_to_end"], n)
+    success = rng.random(n) < counts / 60 + opacities
+    fail = rng.random(n) < 0.03
+    out = []
+    for i in range(n):
+        record = make_record(
+            i,
+            job_id=f"job{i // 100}",
+            scenario=str(scenarios[i]),
+            victim=str(scenarios[i]),
+            num_poisons=int(counts[i]),
+            opacity=float(opacities[i]),
+            success=bool(success[i]),
+            target_true_prob_clean=float(rng.random()),
+            angular_deviation_per_epoch=rng.random(10).round(4).tolist(),
+        )
+        out.append(failed(record) if fail[i] else record)
+    return out
+
+
+def write_jsonl(path: Path, records: Iterable[dict[str, Any]], tail: str = "") -> Path:
+    """Write ``records`` one per line to ``path`` (created with parents), then ``tail``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record) + "\n")
+        handle.write(tail)
+    return path
+
+
+@pytest.fixture
+def record() -> Callable[..., dict[str, Any]]:
+    """Factory for one record: ``record(index, **overrides)``."""
+    return make_record
+
+
+@pytest.fixture
+def make_trials() -> Callable[..., list[dict[str, Any]]]:
+    """Factory for a block of records with a known number of successes."""
+    return trials
+
+
+@pytest.fixture
+def make_failed() -> Callable[..., dict[str, Any]]:
+    """Turn a record into a failed one."""
+    return failed
+
+
+@pytest.fixture
+def synthetic() -> Callable[..., list[dict[str, Any]]]:
+    """Factory for a large varied sweep of records."""
+    return synthetic_records
+
+
+@pytest.fixture
+def write_job(tmp_path: Path) -> Callable[..., Path]:
+    """Write records as ``tmp_path/<job>/results.jsonl``; returns the job directory."""
+
+    def write(records: Iterable[dict[str, Any]], job: str = "job0", tail: str = "") -> Path:
+        return write_jsonl(tmp_path / job / "results.jsonl", records, tail).parent
+
+    return write
+
+
+def save_trial_tensors(job_dir: Path, index: int, channels: int = 3, seed: int = 0) -> dict:
+    """Write ``poisons/trial_<i>.pt`` and ``features/trial_<i>.pt`` (docs/records.md) under
+    ``job_dir``; return the record fields that point at them."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed + index)
+    n, d, k = 3, 8, 4
+    target = torch.rand(channels, 8, 8, generator=g)
+    bases = torch.rand(n, channels, 8, 8, generator=g)
+    watermarked = 0.7 * bases + 0.3 * target
+    poisons = {
+        "target": target,
+        "bases": bases,
+        "watermarked": watermarked,
+        "poisons": (watermarked + 0.01).clamp(0, 1),
+        "target_label": torch.tensor(0),
+        "base_label": torch.tensor(1),
+    }
+
+    def state() -> dict:
+        return {
+            "target": torch.randn(d, generator=g),
+            "poisons": torch.randn(n, d, generator=g) + 2,
+            "target_class": torch.randn(20, d, generator=g) - 2,
+            "base_class": torch.randn(20, d, generator=g) + 2,
+            "head_weight": torch.randn(k, d, generator=g),
+            "head_bias": torch.randn(k, generator=g),
+        }
+
+    features = {
+        "clean": state(),
+        "poisoned": state(),
+        "target_task_index": torch.tensor(0),
+        "base_task_index": torch.tensor(1),
+    }
+    fields = {
+        "poisons_path": f"poisons/trial_{index}.pt",
+        "features_path": f"features/trial_{index}.pt",
+    }
+    for key, data in (("poisons_path", poisons), ("features_path", features)):
+        path = job_dir / fields[key]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(data, path)
+    return fields
+
+
+@pytest.fixture
+def write_records() -> Callable[..., Path]:
+    """``write_records(path, records, tail="")``: write a results.jsonl anywhere."""
+    return write_jsonl
+
+
+@pytest.fixture
+def save_tensors() -> Callable[..., dict]:
+    """``save_tensors(job_dir, index, channels=3)``: saved poisons and features of a trial."""
+    return save_trial_tensors
+
+
+@pytest.fixture
+def tensor_job(tmp_path: Path) -> Path:
+    """A job directory whose two ok records point at saved poisons and features."""
+    job = tmp_path / "tensors"
+    records = [make_record(i, **save_trial_tensors(job, i)) for i in range(2)]
+    write_jsonl(job / "results.jsonl", records)
+    return job

@@ -1,0 +1,88 @@
+"""The frogs-analyze command line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from analysis.cli import main
+
+
+@pytest.fixture
+def sweep(write_job, make_trials, make_failed, tmp_path) -> Path:
+    """Two jobs of a num_poisons sweep, one failed trial and a truncated last line."""
+    write_job(make_trials(7, 10, num_poisons=10), job="sweep/0")
+    failures = [make_failed(r) for r in make_trials(0, 1, start=20, num_poisons=50)]
+    write_job(make_trials(2, 4, start=10, num_poisons=50) + failures, job="sweep/1", tail='{"tr')
+    hydra = tmp_path / "sweep/0/.hydra"
+    hydra.mkdir()
+    (hydra / "config.yaml").write_text("attack:\n  num_poisons: 10\n  opacity: 0.3\nseed: 0\n")
+    return tmp_path / "sweep"
+
+
+def test_prints_counts_and_table(sweep, capsys) -> None:
+    assert main([str(sweep)]) == 0
+    out = capsys.readouterr().out
+    assert "read 15 records from 2 file(s): 15 trials (14 ok, 1 failed)" in out
+    assert "1 malformed line(s) skipped" in out
+    assert "0.700  0.397   0.892" in out
+
+
+def test_writes_table_figures_and_report(sweep, tmp_path, capsys) -> None:
+    out = tmp_path / "out"
+    assert main([str(sweep), "--by", "num_poisons", "--out", str(out), "--report", "-q"]) == 0
+    table = pd.read_csv(out / "success.csv")
+    assert list(table.columns) == ["num_poisons", "n", "successes", "rate", "ci_low", "ci_high"]
+    assert table.values.tolist()[0][:4] == [10, 10, 7, 0.7]
+    assert (out / "fig_poison_count.png").exists() and (out / "fig_poison_count.pdf").exists()
+    if pytest.importorskip("pyarrow"):
+        assert pd.read_parquet(out / "success.parquet").equals(table)
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") >= 3
+    assert "attack.num_poisons" in page and "abc1234" in page
+    assert "fig_poison_grid" in page  # listed as skipped, with the reason
+
+
+def test_report_without_hydra_config_lists_parameters(write_job, make_trials, tmp_path) -> None:
+    job = write_job(make_trials(1, 2))
+    assert main([str(job), "--out", str(tmp_path / "out"), "--report", "--no-figures"]) == 0
+    page = (tmp_path / "out/report.html").read_text()
+    assert "record parameter columns" in page and "Figures were not drawn" in page
+
+
+def test_empty_directory_is_one_error_line(tmp_path, capsys) -> None:
+    (tmp_path / "nothing").mkdir()
+    assert main([str(tmp_path / "nothing")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"frogs-analyze: error: no results.jsonl found under {tmp_path / 'nothing'}"]
+
+
+def test_unknown_by_column_lists_available(sweep, capsys) -> None:
+    assert main([str(sweep), "--by", "poisons"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown column(s) poisons; available:" in err and "num_poisons" in err
+    assert "Traceback" not in err
+
+
+def test_report_needs_out(sweep, capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main([str(sweep), "--report"])
+    assert exc.value.code == 2
+    assert "--report needs --out" in capsys.readouterr().err
+
+
+def test_python_dash_m(tmp_path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "analysis", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("frogs-analyze: error: no results.jsonl found")
+    assert "Traceback" not in result.stderr
