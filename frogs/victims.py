@@ -112,9 +112,35 @@ class Victim:
         predictions = predict_in_batches(classify, inputs).argmax(1)
         return float((predictions == self.test_y).float().mean())
 
-    def retrain_generator(self) -> torch.Generator:
-        """Same seed for every trial, so clean and poisoned runs shuffle alike."""
-        return torch.Generator().manual_seed(self.seed)
+    def poisoned_labels(self, num_poisons: int) -> torch.Tensor:
+        """Clean training labels followed by the base label of every poison (clean-label)."""
+        poison_labels = torch.full((num_poisons,), self.task.base_row, device=self.device)
+        return torch.cat([self.train_y, poison_labels])
+
+    def fit_victim(
+        self,
+        module: nn.Module,
+        inputs: torch.Tensor,
+        labels: torch.Tensor,
+        on_epoch,
+        progress: str | None,
+    ) -> None:
+        """Train with the victim's settings; same seed and batch order for every trial, so clean
+        and poisoned runs shuffle alike."""
+        torch.manual_seed(self.seed)
+        fit(
+            module,
+            inputs,
+            labels,
+            epochs=self.settings.epochs,
+            lr=self.settings.lr,
+            batch_size=self.settings.batch_size,
+            weight_decay=self.settings.weight_decay,
+            generator=torch.Generator().manual_seed(self.seed),
+            on_epoch=on_epoch,
+            progress=progress,
+            amp=self.amp,
+        )
 
 
 @VICTIMS.register("transfer")
@@ -159,15 +185,10 @@ class TransferVictim(Victim):
         # One linear layer on in-memory features: one CPU thread is fastest (see cpu_threads).
         threads = cpu_threads(1) if self.device.type == "cpu" else nullcontext()
         with threads:
-            fit(
+            self.fit_victim(
                 head,
                 features,
                 labels,
-                epochs=self.settings.epochs,
-                lr=self.settings.lr,
-                batch_size=self.settings.batch_size,
-                weight_decay=self.settings.weight_decay,
-                generator=self.retrain_generator(),
                 on_epoch=lambda _: trajectory.append(head.weight.detach().clone()),
                 progress="retrain head" if progress else None,
             )
@@ -184,9 +205,7 @@ class TransferVictim(Victim):
         with torch.no_grad():
             poison_features = self.model.features(poisons)
         features = torch.cat([self.train_features, poison_features])
-        labels = torch.cat(
-            [self.train_y, torch.full((len(poisons),), self.task.base_row, device=self.device)]
-        )
+        labels = self.poisoned_labels(len(poisons))
         trajectory: list[torch.Tensor] = []
         head = self._fit_head(features, labels, trajectory, progress)
         angles = [
@@ -257,26 +276,17 @@ class EndToEndVictim(Victim):
         for p in victim.parameters():
             p.requires_grad_(True)
         inputs = torch.cat([self.train_x, poisons])
-        labels = torch.cat(
-            [self.train_y, torch.full((len(poisons),), self.task.base_row, device=self.device)]
-        )
+        labels = self.poisoned_labels(len(poisons))
         clean_weight = self.clean.head.weight.detach()
         angles: list[float] = []
-        torch.manual_seed(self.seed)
-        fit(
+        self.fit_victim(
             victim,
             inputs,
             labels,
-            epochs=self.settings.epochs,
-            lr=self.settings.lr,
-            batch_size=self.settings.batch_size,
-            weight_decay=self.settings.weight_decay,
-            generator=self.retrain_generator(),
             on_epoch=lambda _: angles.append(
                 boundary_angle_deg(clean_weight, victim.head.weight.detach(), self.task)
             ),
             progress="retrain" if progress else None,
-            amp=self.amp,
         )
         for p in victim.parameters():
             p.requires_grad_(False)
