@@ -25,7 +25,16 @@ log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 RESULTS_FILE = "results.jsonl"
-_RUN_ENVIRONMENT_KEYS = ("progress", "threads", "device", "cache_dir")
+# Where and how a job runs, and which optional artefacts it saves: none changes a trial's outcome.
+_RUN_ENVIRONMENT_KEYS = (
+    "progress",
+    "threads",
+    "device",
+    "cache_dir",
+    "save_poisons",
+    "save_features",
+    "feature_sample",
+)
 _DATA_LOCATION_KEYS = ("root", "download")
 
 

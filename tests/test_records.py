@@ -99,6 +99,8 @@ def test_trial_id_is_stable_and_ignores_where_it_runs(synthetic_settings):
     synthetic_settings.device = "cuda"
     synthetic_settings.cache_dir = "/elsewhere"
     synthetic_settings.progress = True
+    synthetic_settings.save_poisons = not synthetic_settings.save_poisons
+    synthetic_settings.save_features = not synthetic_settings.save_features
     assert experiment_identity(synthetic_settings) == identity
     assert trial_id(identity, 0) != trial_id(identity, 1)
     synthetic_settings.attack.opacity = 0.3
