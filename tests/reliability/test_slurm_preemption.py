@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.reliability.conftest import TINY
 from tests.sweeps.helpers import (
     REPO,
     ensure_slurm_cluster,
@@ -30,13 +31,7 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 TRIALS = 4
 # A small synthetic job whose trials take seconds, so the interruption lands between trials.
 JOB = [
-    "dataset=synthetic",
-    "debug=smoke",
-    "dataset.train_per_class=null",
-    "device=cpu",
-    "threads=1",
-    "progress=false",
-    "save_poisons=false",
+    *TINY,
     f"trials={TRIALS}",
     "attack.iters=1500",  # a few seconds per trial
     "victim.epochs=20",
