@@ -11,6 +11,7 @@ from analysis.figures import (
     plot_angular_per_epoch,
     plot_clean_accuracy,
     plot_outliers,
+    plot_perceptibility,
     plot_poison_count,
     plot_transfer,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "plot_clean_accuracy",
     "plot_feature_space",
     "plot_outliers",
+    "plot_perceptibility",
     "plot_poison_count",
     "plot_poison_grid",
     "plot_transfer",

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.load import NoRecordsError, load_records
-from analysis.stats import PARAM_COLUMNS, UnknownColumnError, success_table
+from analysis.stats import PARAM_COLUMNS, UnknownColumnError, format_values, success_table
 
 logger = logging.getLogger("analysis")
 PROG = "frogs-analyze"
@@ -51,13 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def format_table(table: pd.DataFrame) -> str:
-    """The success table as aligned text with rates to three decimals."""
+    """The success table as aligned text: rates to three decimals, PSNR and L-inf/255 to two,
+    SSIM to four."""
     if table.empty:
         return "no ok trials: no success rates"
-    shown = table.copy()
-    for column in ("rate", "ci_low", "ci_high"):
-        shown[column] = shown[column].map(lambda v: "nan" if pd.isna(v) else f"{v:.3f}")
-    return shown.to_string(index=False)
+    return format_values(table).to_string(index=False)
 
 
 def _error(message: str) -> int:

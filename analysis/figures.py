@@ -1,4 +1,5 @@
-"""The figures drawn from the trial records alone (paper Figs. 1b, 2, 5, 11), and all of them.
+"""The figures drawn from the trial records alone (paper Figs. 1b, 2, 5, 11, and success
+against the perceptibility budget), and all of them.
 
 Each ``plot_*`` function takes the loaded frame and an output directory, writes
 ``fig_<name>.png`` and ``.pdf`` there, and returns their paths, or logs what the records
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.axes import Axes
 
 from analysis.outputs import save_figure
 from analysis.plotting import (
@@ -34,6 +36,10 @@ logger = logging.getLogger(__name__)
 
 #: Columns that may split the poison-count curves into separate lines, in label order.
 SERIES_COLUMNS = ("scenario", "pair", "target_selection", "opacity")
+#: Columns that may split the success-vs-budget curves: a radius means something else per norm.
+BUDGET_SERIES_COLUMNS = ("constraint", "recipe", "scenario")
+#: The per-trial PSNR whose distribution fig_perceptibility shows: worst poison vs its base.
+PSNR_COLUMN = "poison_psnr_base_worst"
 
 
 def _with_pair(frame: pd.DataFrame) -> pd.DataFrame:
@@ -77,6 +83,95 @@ def plot_poison_count(
     ax.set(xlabel="number of poisons", ylabel="attack success rate", ylim=(0, 1.02))
     ax.set_title("Success vs number of poisons (95 % Wilson CI)")
     return save_figure(fig, out_dir, "fig_poison_count")
+
+
+@figure("fig_perceptibility")
+def plot_perceptibility(frame: pd.DataFrame, out_dir: Path) -> list[Path] | None:
+    """Success rate vs the budget radius ``eps_255`` with Wilson CI bands, and the
+    distribution of each trial's worst-poison PSNR against its base.
+
+    One line per value of constraint / recipe / scenario that varies. Needs more than one
+    distinct (non-null) ``eps_255``; trials without a radius are left out of the curves.
+    """
+    ok = ok_trials(frame)
+    need(ok, ["eps_255", "success"])
+    radius = pd.to_numeric(ok["eps_255"], errors="coerce")
+    radii = np.sort(radius.dropna().unique())
+    if len(radii) < 2:
+        found = ", ".join(f"{v:g}" for v in radii)
+        raise FigureDataError(f"needs more than one distinct eps_255 (found: {found})")
+    data = ok.assign(eps_255=radius)[radius.notna().to_numpy()]
+    if len(data) < len(ok):
+        logger.info("fig_perceptibility: %d trial(s) without eps_255 left out", len(ok) - len(data))
+    series = [c for c in BUDGET_SERIES_COLUMNS if c in data and data[c].nunique(dropna=False) > 1]
+    table = success_table(data, by=[*series, "eps_255"])
+    table["series"] = series_label(table, series)
+    colours = palette_for(list(pd.unique(table["series"])))
+    has_psnr = PSNR_COLUMN in data and data[PSNR_COLUMN].notna().any()
+    fig, axes = subplots(2 if has_psnr else 1, width=5.5)
+    ax = axes[0]
+    for label, part in table.groupby("series", sort=False):
+        part = part.sort_values("eps_255")
+        ax.plot(part["eps_255"], part["rate"], marker="o", color=colours[label], label=label)
+        ax.fill_between(
+            part["eps_255"], part["ci_low"], part["ci_high"], color=colours[label], alpha=0.2
+        )
+    if len(colours) > 1:
+        ax.legend()
+    if radii.min() > 0 and radii.max() / radii.min() >= 10:
+        ax.set_xscale("log")
+    if len(radii) <= 8:
+        ax.set_xticks(radii, [f"{v:g}" for v in radii])
+        ax.minorticks_off()
+    ax.set(
+        xlabel="budget radius eps (/255 pixel units)",
+        ylabel="attack success rate",
+        ylim=(0, 1.02),
+        title="Success vs budget (95 % Wilson CI)",
+    )
+    if has_psnr:
+        _psnr_boxes(axes[1], data, series, colours)
+    else:
+        logger.info("fig_perceptibility: records lack %s; drawing success only", PSNR_COLUMN)
+    return save_figure(fig, out_dir, "fig_perceptibility")
+
+
+def _psnr_boxes(ax: Axes, data: pd.DataFrame, series: list[str], colours: dict) -> None:
+    """Box plots of each trial's worst-poison PSNR per budget radius (and series).
+
+    Drawn with matplotlib's ``boxplot`` (seaborn's passes an argument Matplotlib 3.11
+    deprecates); nulls are infinite PSNRs (poisons equal to their bases) and are counted.
+    """
+    values = pd.to_numeric(data[PSNR_COLUMN], errors="coerce")
+    infinite = int(values.isna().sum())
+    shown = data.assign(psnr=values, series=series_label(data, series)).dropna(subset=["psnr"])
+    radii = np.sort(shown["eps_255"].unique())
+    labels = [label for label in colours if label in set(shown["series"])]
+    width = 0.8 / len(labels)
+    for j, label in enumerate(labels):
+        part = shown[shown["series"] == label]
+        groups = [
+            (i, part.loc[part["eps_255"] == r, "psnr"].to_numpy()) for i, r in enumerate(radii)
+        ]
+        groups = [(i, g) for i, g in groups if len(g)]
+        boxes = ax.boxplot(
+            [g for _, g in groups], positions=[i - 0.4 + width * (j + 0.5) for i, _ in groups],
+            widths=0.9 * width, patch_artist=True, manage_ticks=False,
+            medianprops={"color": "black"}, flierprops={"markersize": 2},
+        )  # fmt: skip
+        for patch in boxes["boxes"]:
+            patch.set_facecolor(colours[label])
+        if series:
+            boxes["boxes"][0].set_label(label)
+    ax.set_xticks(np.arange(len(radii)), [f"{v:g}" for v in radii])
+    if series:
+        ax.legend()
+    note = f"\n{infinite} trial(s) with infinite PSNR not shown" if infinite else ""
+    ax.set(
+        xlabel="budget radius eps (/255 pixel units)",
+        ylabel="PSNR of the worst poison vs its base (dB)",
+        title="Poison perceptibility (higher: less visible)" + note,
+    )
 
 
 @figure("fig_outliers")
@@ -243,6 +338,7 @@ def plot_angular_per_epoch(frame: pd.DataFrame, out_dir: Path) -> list[Path] | N
 #: Every figure in paper-study order.
 FIGURES = (
     plot_poison_count,
+    plot_perceptibility,
     plot_outliers,
     plot_ablation,
     plot_transfer,

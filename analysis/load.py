@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 
 RESULTS_NAME = "results.jsonl"
 REQUIRED_FIELDS = ("trial_id", "status")
-BOOLEAN_COLUMNS = ("success",)
+BOOLEAN_COLUMNS = ("success", "control_success")
 
 
 class NoRecordsError(Exception):
@@ -215,11 +215,17 @@ def _deduplicate(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _normalise(frame: pd.DataFrame) -> pd.DataFrame:
-    """Give the same dtypes whichever parser ran: nullable booleans, UTC ``finished_at``."""
+    """Give the same dtypes whichever parser ran: nullable booleans, UTC ``finished_at``;
+    and ``eps_255`` (= 255 ``eps``) to older records that only have ``eps``."""
     if "finished_at" in frame:
         frame["finished_at"] = pd.to_datetime(
             frame["finished_at"], utc=True, errors="coerce", format="ISO8601"
         )
+    if "eps" in frame:  # schema 1 has the radius only in [0, 1] units: give it eps_255 too
+        derived = (pd.to_numeric(frame["eps"], errors="coerce") * 255.0).round(9)
+        if "eps_255" in frame:
+            derived = pd.to_numeric(frame["eps_255"], errors="coerce").fillna(derived)
+        frame["eps_255"] = derived
     for column in BOOLEAN_COLUMNS:
         if column in frame and frame[column].dtype != "boolean":
             values = frame[column]

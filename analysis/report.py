@@ -19,7 +19,14 @@ import pandas as pd
 from analysis.figures import FigureSet
 from analysis.load import LoadResult
 from analysis.outputs import atomic_write_text
-from analysis.stats import PARAM_COLUMNS, PROVENANCE_COLUMNS, RATE_COLUMNS
+from analysis.stats import (
+    CONTROL_SUMMARY,
+    PARAM_COLUMNS,
+    PERCEPTIBILITY_SUMMARY,
+    PROVENANCE_COLUMNS,
+    SUMMARY_COLUMNS,
+    format_values,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -118,12 +125,27 @@ def provenance(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _table_html(table: pd.DataFrame) -> str:
-    """``table`` as HTML with rates to three decimals."""
-    shown = table.copy()
-    for column in ("rate", "ci_low", "ci_high"):
-        if column in shown:
-            shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else f"{v:.3f}")
-    return shown.to_html(index=False, border=0, escape=True, na_rep="")
+    """``table`` as HTML with its float columns formatted as in the CLI."""
+    return format_values(table, na="").to_html(index=False, border=0, escape=True, na_rep="")
+
+
+def _summary_note(table: pd.DataFrame) -> str:
+    """What the perceptibility and control columns of ``table`` mean ("" without them)."""
+    notes = []
+    if any(name in table for name, _, _ in PERCEPTIBILITY_SUMMARY):
+        notes.append(
+            "<code>psnr_median</code>, <code>ssim_median</code> and <code>linf255_max</code> "
+            "describe the worst (most visible) poison of each trial measured against the base "
+            "image it is labelled as: the median across the group's trials of its PSNR (dB; "
+            "trials whose poisons equal their bases, with infinite PSNR, are left out) and "
+            "SSIM, and the largest across trials of its L∞ distance in /255 pixel units."
+        )
+    if CONTROL_SUMMARY[0] in table:
+        notes.append(
+            "<code>control_successes</code> counts the trials whose control (the same "
+            "retraining without poisons) already labels the target as the base class."
+        )
+    return f"<p>{' '.join(notes)}</p>" if notes else ""
 
 
 def _image_html(path: Path) -> str:
@@ -135,7 +157,7 @@ def _image_html(path: Path) -> str:
 def render_report(result: LoadResult, table: pd.DataFrame, figures: FigureSet | None = None) -> str:
     """The report page as an HTML string."""
     esc = html.escape
-    group_columns = [c for c in table.columns if c not in RATE_COLUMNS]
+    group_columns = [c for c in table.columns if c not in SUMMARY_COLUMNS]
     counts = pd.DataFrame(
         [
             ("files", len(result.files)),
@@ -161,6 +183,7 @@ def render_report(result: LoadResult, table: pd.DataFrame, figures: FigureSet | 
         "<h2>Success rates</h2>",
         "<p>Only <code>status == ok</code> trials count; 95 % Wilson intervals. Grouped by "
         f"{esc(', '.join(group_columns)) or 'nothing (all trials)'}.</p>",
+        _summary_note(table),
         _table_html(table) if len(table) else "<p>No ok trials.</p>",
         "<h2>Figures</h2>",
     ]

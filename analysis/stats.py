@@ -10,12 +10,15 @@ import pandas as pd
 
 logger = logging.getLogger(__name__)
 
-#: Swept parameter columns of a record, in the order they are shown and grouped.
+#: Swept parameter columns of a record (schema 2), in the order they are shown and grouped.
+#: The budget radius is grouped by ``eps_255`` (the same radius as ``eps``, in /255 units);
+#: ``stop_distance`` is the job's resolved threshold, not a setting, so it is not one of them.
 PARAM_COLUMNS = (
     "scenario",
     "dataset",
     "model",
     "attack",
+    "recipe",
     "target_class",
     "base_class",
     "target_selection",
@@ -23,20 +26,58 @@ PARAM_COLUMNS = (
     "opacity",
     "beta0",
     "iters",
+    "step",
     "lr",
-    "stop_distance",
+    "stop_distance_setting",
     "constraint",
-    "eps",
+    "eps_255",
+    "quantize",
     "multi_base",
     "optimize",
     "lr_decay",
     "retrain_epochs",
     "retrain_lr",
+    "pretrain_epochs",
+    "pretrain_schedule",
 )
 #: Provenance columns reported as distinct values.
-PROVENANCE_COLUMNS = ("frogs_version", "git_sha", "torch_version", "device", "host")
+PROVENANCE_COLUMNS = (
+    "frogs_version",
+    "git_sha",
+    "torch_version",
+    "device",
+    "host",
+    "clean_model_source",
+    "clean_model_sha256",
+)
 #: Columns of a success table besides the group columns.
 RATE_COLUMNS = ("n", "successes", "rate", "ci_low", "ci_high")
+#: Perceptibility beside every success rate: (table column, record field, aggregation over
+#: the group's ok trials, nulls skipped). The field is each trial's worst poison measured
+#: against the base image it is labelled as (smallest PSNR / SSIM, largest L-inf distance).
+PERCEPTIBILITY_SUMMARY = (
+    ("psnr_median", "poison_psnr_base_worst", "median"),
+    ("linf255_max", "poison_linf255_base_worst", "max"),
+    ("ssim_median", "poison_ssim_base_worst", "median"),
+)
+#: Table column counting the trials whose clean-retrained control (no poisons) already
+#: labels the target as the base class, and the record field it counts.
+CONTROL_SUMMARY = ("control_successes", "control_success")
+#: Every column a success table may hold besides the group columns, in table order.
+SUMMARY_COLUMNS = (
+    *RATE_COLUMNS,
+    *(name for name, _, _ in PERCEPTIBILITY_SUMMARY),
+    CONTROL_SUMMARY[0],
+)
+#: How the float columns of a success table are shown (CLI and report).
+DISPLAY_FORMATS = {
+    "rate": "{:.3f}",
+    "ci_low": "{:.3f}",
+    "ci_high": "{:.3f}",
+    "psnr_median": "{:.2f}",
+    "linf255_max": "{:.2f}",
+    "ssim_median": "{:.4f}",
+}
 #: Ablation arms (Fig. 11) in display order.
 ARMS = ("full", "single base", "no optimization", "no watermark")
 
@@ -107,10 +148,13 @@ def check_columns(frame: pd.DataFrame, columns: Sequence[str]) -> None:
 
 
 def success_table(frame: pd.DataFrame, by: str | Sequence[str] | None = None) -> pd.DataFrame:
-    """Success rate per group of ``by`` columns with n and a Wilson 95 % interval.
+    """Success rate per group of ``by`` columns with n, a Wilson 95 % interval and the
+    perceptibility of the group's poisons.
 
     ``by`` defaults to the parameter columns that vary across the ok records. Only
-    ``status == ok`` trials count. Returns the group columns then ``RATE_COLUMNS``.
+    ``status == ok`` trials count. Returns the group columns, ``RATE_COLUMNS``, then those
+    of ``PERCEPTIBILITY_SUMMARY`` and ``control_successes`` whose record fields exist
+    (records without them, e.g. schema 1, get none of these columns).
     """
     by = [by] if isinstance(by, str) else list(by) if by is not None else None
     if by is not None:
@@ -118,21 +162,51 @@ def success_table(frame: pd.DataFrame, by: str | Sequence[str] | None = None) ->
     ok = ok_trials(frame)
     if by is None:
         by = varying_parameters(ok)
-    success = ok["success"].astype(bool).to_numpy()
+    values = _summary_values(ok)
+    aggregations = {"n": ("success", "size"), "successes": ("success", "sum")}
+    aggregations.update({name: (name, how) for name, _, how in PERCEPTIBILITY_SUMMARY})
+    aggregations[CONTROL_SUMMARY[0]] = (CONTROL_SUMMARY[0], "sum")
+    aggregations = {k: v for k, v in aggregations.items() if v[0] in values}
     if by:
         keys = [_hashable(ok[c]) for c in by]
-        grouped = pd.Series(success, index=ok.index).groupby(keys, dropna=False, sort=True)
-        table = grouped.agg(["size", "sum"]).reset_index()
-        table.columns = [*by, "n", "successes"]
+        table = values.groupby(keys, dropna=False, sort=True).agg(**aggregations).reset_index()
+        table.columns = [*by, *aggregations]
     else:
-        table = pd.DataFrame({"n": [len(success)], "successes": [int(success.sum())]})
+        table = pd.DataFrame(
+            {name: [values[column].agg(how)] for name, (column, how) in aggregations.items()}
+        )
     table["n"] = table["n"].astype(int)
     table["successes"] = table["successes"].astype(int)
     table["rate"] = table["successes"] / table["n"].where(table["n"] > 0)
     low, high = wilson_interval(table["successes"].to_numpy(), table["n"].to_numpy())
     table["ci_low"] = low
     table["ci_high"] = high
-    return table
+    if CONTROL_SUMMARY[0] in table:
+        table[CONTROL_SUMMARY[0]] = table[CONTROL_SUMMARY[0]].astype(int)
+    return table[[*by, *(c for c in SUMMARY_COLUMNS if c in table)]]
+
+
+def _summary_values(ok: pd.DataFrame) -> pd.DataFrame:
+    """The per-trial values a success table aggregates: ``success``, the perceptibility
+    fields (float, null as NaN) and whether the control succeeded, where the records hold them."""
+    values = pd.DataFrame({"success": ok["success"].astype(bool).to_numpy()}, index=ok.index)
+    for name, field, _ in PERCEPTIBILITY_SUMMARY:
+        if field in ok:
+            values[name] = pd.to_numeric(ok[field], errors="coerce").astype(float)
+    name, field = CONTROL_SUMMARY
+    if field in ok:
+        values[name] = ok[field].astype("boolean").fillna(False).astype(bool).to_numpy()
+    return values
+
+
+def format_values(table: pd.DataFrame, na: str = "nan") -> pd.DataFrame:
+    """A copy of a success table with its float columns as text (``DISPLAY_FORMATS``)."""
+    shown = table.copy()
+    for column, pattern in DISPLAY_FORMATS.items():
+        if column in shown:
+            text = shown[column].map(lambda v, p=pattern: na if pd.isna(v) else p.format(v))
+            shown[column] = text
+    return shown
 
 
 def _hashable(values: pd.Series) -> pd.Series:

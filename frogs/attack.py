@@ -13,9 +13,11 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
+from frogs.authors import authors_beta, authors_feature_collision
+from frogs.budget import Budget, quantize, quantize_within
 from frogs.errors import ConfigError, NumericalError
 from frogs.registry import Registry
-from frogs.settings import AttackSettings
+from frogs.settings import AttackSettings, resolved_eps
 
 FeatureFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -62,6 +64,32 @@ def _as_image_mask(flags: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return flags.view(-1, *([1] * (like.ndim - 1)))
 
 
+def forward_step(
+    x: torch.Tensor, grad: torch.Tensor, step_size: torch.Tensor | float, rule: str
+) -> torch.Tensor:
+    """Alg. 1 forward step ``x - λ∇``; ``rule="sign"`` steps ``λ·sign(∇)`` instead (PGD-style:
+    every pixel moves by exactly λ, which suits an L∞ ball of a few /255)."""
+    return x - step_size * (grad.sign() if rule == "sign" else grad)
+
+
+def backward_step(
+    x_hat: torch.Tensor,
+    starts: torch.Tensor,
+    step_size: torch.Tensor | float,
+    beta: float,
+    budget: Budget,
+) -> torch.Tensor:
+    """Alg. 1 backward step, then the budget.
+
+    L2: the proximal step towards the start (weight β), then the L2 radius if one is set. L∞: the
+    clip to the ε-ball replaces the proximal step (App. C; the authors' ``inf_norm`` branch).
+    Pixels end in [0, 1] either way.
+    """
+    if budget.norm == "l2" and beta > 0:
+        x_hat = proximal_step(x_hat, starts, step_size, beta)
+    return budget.project(x_hat, starts)
+
+
 def feature_collision(
     feature_fn: FeatureFn,
     target: torch.Tensor,
@@ -70,35 +98,31 @@ def feature_collision(
     iters: int = 1000,
     lr: float = 0.01,
     beta: float = 0.25,
-    constraint: str = "l2",
-    eps: float | None = None,
+    budget: Budget | None = None,
+    step: str = "gradient",
     stop_distance: float | None = None,
     lr_decay: bool = False,
     decay_factor: float = 0.5,
     optimize: bool = True,
-    pixel_range: tuple[float, float] = (0.0, 1.0),
     progress: bool = False,
     amp: bool = False,
 ) -> CraftResult:
     """Craft one poison per base whose features collide with the target's (Eq. 1, Alg. 1).
 
-    ``target`` is one image (C,H,W), ``bases`` a batch (N,C,H,W) already watermarked; each poison
-    starts at its base. Per iteration: a forward (gradient) step on ‖f(x) - f(t)‖², then the
-    proximal step towards the base for ``constraint="l2"``, or a clip to the ε-ball around the
-    base for ``"linf"`` (appendix C). Pixels are clamped to ``pixel_range``. A poison whose feature
-    distance falls below ``stop_distance`` stops moving; crafting ends when all have. With
-    ``lr_decay`` a step that increases the Eq. 1 objective is rejected and that poison's step
-    size multiplied by ``decay_factor`` (the backtracking of the authors' code); without it this
-    is Algorithm 1 as printed. ``optimize=False`` returns the bases unchanged (watermark only).
-    ``amp`` (CUDA only, ignored on the CPU) runs ``feature_fn`` under bf16 autocast on
-    channels-last images; pixels, steps and distances stay float32.
+    ``target`` is one image (C,H,W), ``bases`` a batch (N,C,H,W) of crafting starts (already
+    watermarked); each poison starts at its base. Per iteration: a forward step on
+    ‖f(x) − f(t)‖² (``forward_step``), then the backward step and the budget (``backward_step``);
+    the default budget is the unbounded L2 one, i.e. Algorithm 1 as printed. Pixels stay in
+    [0, 1]. A poison whose feature distance falls below ``stop_distance`` stops moving; crafting
+    ends when all have. With ``lr_decay`` a step that increases the Eq. 1 objective is rejected
+    and that poison's step size multiplied by ``decay_factor``. ``optimize=False`` returns the
+    bases unchanged (watermark only). ``amp`` (CUDA only, ignored on the CPU) runs ``feature_fn``
+    under bf16 autocast on channels-last images; pixels, steps and distances stay float32.
     """
-    if constraint not in ("l2", "linf"):
-        raise ConfigError(f"constraint={constraint!r} is not allowed; expected l2 or linf")
-    if constraint == "linf" and (eps is None or eps <= 0):
-        raise ConfigError(f"eps={eps!r} is not allowed with constraint=linf; expected eps > 0")
+    budget = budget or Budget("l2", None)
+    if step not in ("gradient", "sign"):
+        raise ConfigError(f"step={step!r} is not allowed; expected gradient or sign")
     bases = bases.detach()
-    low, high = pixel_range
     amp = amp and bases.is_cuda
     if amp and bases.ndim == 4:
         bases = bases.contiguous(memory_format=torch.channels_last)
@@ -130,7 +154,7 @@ def feature_collision(
 
     # One step size for all poisons unless backtracking gives each its own (a plain float keeps
     # the elementwise steps as cheap as the bare loop's).
-    step: torch.Tensor | float = (
+    step_size: torch.Tensor | float = (
         torch.full((len(bases),) + (1,) * (bases.ndim - 1), lr, device=bases.device)
         if lr_decay
         else lr
@@ -152,12 +176,8 @@ def feature_collision(
                 break
         iters_run += 1
         with torch.no_grad():
-            x_hat = x - step * grad  # Alg. 1 forward step
-            if constraint == "l2":
-                candidate = proximal_step(x_hat, bases, step, beta)  # Alg. 1 backward step
-            else:
-                candidate = torch.minimum(torch.maximum(x_hat, bases - eps), bases + eps)
-            candidate.clamp_(low, high)
+            x_hat = forward_step(x, grad, step_size, step)  # Alg. 1 forward step
+            candidate = backward_step(x_hat, bases, step_size, beta, budget)
         new_sq_dist, new_grad, candidate = distance_and_grad(candidate, iters_run < iters)
         finite &= torch.isfinite(new_sq_dist).all()
         if (iters_run % check_every == 0 or iters_run == iters) and not bool(finite):
@@ -171,7 +191,9 @@ def feature_collision(
         if lr_decay:
             new_objective = new_sq_dist + beta * _per_sample(candidate - bases).pow(2).sum(1)
             better = new_objective <= objective
-            step = torch.where(_as_image_mask(move & ~better, step), step * decay_factor, step)
+            step_size = torch.where(
+                _as_image_mask(move & ~better, step_size), step_size * decay_factor, step_size
+            )
             move = move & better
             objective = torch.where(move, new_objective, objective)
         mask = _as_image_mask(move, x)
@@ -184,11 +206,17 @@ def feature_collision(
 
 @dataclass(frozen=True)
 class AttackOutput:
-    """What a registered attack returns: the crafting start points, the result, the β used."""
+    """What a registered attack returns: the crafting starts, the result, the β and budget used."""
 
     watermarked: torch.Tensor
     result: CraftResult
-    beta: float
+    beta: float | None
+    budget: Budget
+
+
+def attack_budget(settings: AttackSettings) -> Budget:
+    """The perceptibility budget the ``attack`` group sets (radius in [0, 1] pixel units)."""
+    return Budget(settings.constraint, resolved_eps(settings))
 
 
 @ATTACKS.register("feature_collision")
@@ -200,23 +228,58 @@ def run_feature_collision(
     feature_dim: int,
     progress: bool = False,
     amp: bool = False,
+    stop_distance: float | None = None,
 ) -> AttackOutput:
-    """Watermark the bases, then craft with the dimension-scaled β (the ``attack=`` group entry)."""
-    watermarked = watermark(bases, target, settings.opacity)
-    beta = dimension_scaled_beta(settings.beta0, feature_dim, target.numel())
-    result = feature_collision(
-        feature_fn,
-        target,
-        watermarked,
-        iters=settings.iters,
-        lr=settings.lr,
-        beta=beta,
-        constraint=settings.constraint,
-        eps=settings.eps,
-        stop_distance=settings.stop_distance,
-        lr_decay=settings.lr_decay,
-        optimize=settings.optimize,
-        progress=progress,
-        amp=amp,
-    )
-    return AttackOutput(watermarked, result, beta)
+    """Watermark the bases, craft within the budget, and make 8-bit poisons (the ``attack=`` entry).
+
+    The crafting start is the watermarked base, itself an 8-bit image when ``quantize`` is on.
+    ``recipe=algorithm1`` runs Alg. 1 on [0, 1] pixels with β = β0·D_feat²/D_in²;
+    ``recipe=authors`` the official code's loop on [0, 255] pixels (``frogs.authors``).
+    ``stop_distance`` is the resolved threshold (the experiment turns ``auto`` into a number).
+    With ``quantize`` the poisons are rounded to 8 bits inside the budget, and their final feature
+    distance is that of the rounded images.
+    """
+    budget = attack_budget(settings)
+    starts = watermark(bases, target, settings.opacity)
+    if settings.quantize:
+        starts = quantize(starts)
+    input_dim = target.numel()
+    if settings.recipe == "authors" and settings.optimize:
+        beta = authors_beta(settings.beta0, feature_dim, input_dim)
+        poisons, start, final, iters_run = authors_feature_collision(
+            feature_fn,
+            target,
+            starts,
+            beta=beta,
+            iters=settings.iters,
+            lr=settings.lr,
+            threshold=stop_distance,
+            budget=budget,
+            progress=progress,
+        )
+        result = CraftResult(poisons, start, final, iters_run)
+    else:
+        uses_beta = settings.constraint == "l2" and settings.optimize
+        beta = dimension_scaled_beta(settings.beta0, feature_dim, input_dim) if uses_beta else None
+        result = feature_collision(
+            feature_fn,
+            target,
+            starts,
+            iters=settings.iters,
+            lr=settings.lr,
+            beta=beta or 0.0,
+            budget=budget,
+            step=settings.step,
+            stop_distance=stop_distance,
+            lr_decay=settings.lr_decay,
+            optimize=settings.optimize,
+            progress=progress,
+            amp=amp,
+        )
+    if settings.quantize and settings.optimize:
+        poisons = quantize_within(result.poisons, starts, budget)
+        with torch.no_grad():
+            target_features = feature_fn(target.unsqueeze(0)).flatten(1)
+            final = (feature_fn(poisons).flatten(1) - target_features).norm(dim=1)
+        result = CraftResult(poisons, result.start_distance, final, result.iters_run)
+    return AttackOutput(starts, result, beta, budget)

@@ -1,7 +1,9 @@
 """The ``frogs`` command: a thin Hydra entry point around ``frogs.experiment.run``.
 
-``frogs [overrides]`` runs one job (``-m`` for a multirun sweep). Errors in configuration or data
-print one line naming the bad value and exit with status 2, before any heavy work.
+``frogs [overrides]`` runs one job (``-m`` for a multirun sweep); ``frogs pretrain [--out PATH]
+[overrides]`` writes the clean model of a config as a checkpoint (``frogs.pretrain_cli``);
+``frogs sweep-status DIR`` reports a sweep's progress. Errors in configuration or data print one
+line naming the bad value and exit with status 2, before any heavy work.
 """
 
 from __future__ import annotations
@@ -54,6 +56,10 @@ def main() -> None:
         from frogs.status import main as status_main
 
         raise SystemExit(status_main(sys.argv[2:]))
+    if len(sys.argv) > 1 and sys.argv[1] == "pretrain":
+        from frogs.pretrain_cli import main as pretrain_main
+
+        raise SystemExit(pretrain_main(sys.argv[2:]))
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
         hydra_main()
         return
@@ -61,13 +67,18 @@ def main() -> None:
     try:
         hydra_main()
     except (HydraException, OSError) as exc:
-        message = str(exc)
-        if isinstance(exc.__cause__, OmegaConfBaseException):
-            message += f"\n{exc.__cause__}"
-        print(f"frogs: error: {_one_line(message)}", file=sys.stderr)
+        print(f"frogs: error: {error_line(exc)}", file=sys.stderr)
         raise SystemExit(2) from None
     finally:
         del os.environ["HYDRA_FULL_ERROR"]
+
+
+def error_line(exc: BaseException) -> str:
+    """A Hydra, OmegaConf or OS error as one line, with the OmegaConf cause Hydra wraps."""
+    message = str(exc)
+    if isinstance(exc.__cause__, OmegaConfBaseException):
+        message += f"\n{exc.__cause__}"
+    return _one_line(message)
 
 
 def _one_line(text: str) -> str:

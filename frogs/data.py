@@ -8,6 +8,7 @@ that crafting and retraining never touch a DataLoader.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import logging
 import os
 import shutil
@@ -273,3 +274,21 @@ def per_class_subset(
             idx = idx[torch.randperm(len(idx), generator=gen)[:per_class]]
         chosen.append(idx)
     return torch.cat(chosen).sort().values
+
+
+def _image_digests(images: torch.Tensor) -> list[bytes]:
+    """A digest of each image's 8-bit pixels (equal digests: equal images)."""
+    levels = torch.round(images.clamp(0, 1) * 255).to(torch.uint8).reshape(len(images), -1)
+    return [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in levels.numpy()]
+
+
+def duplicated_test_images(data: ImageData) -> torch.Tensor:
+    """A mask over the test split: True where the test image also appears in the training split.
+
+    The paper removes such duplicates before picking targets and measuring accuracy (footnote 3;
+    the authors' code drops test images at feature distance 0 from a training image): a target
+    that is also a training image of its true class cannot be poisoned fairly. Exact duplicates
+    (equal 8-bit pixels); near-duplicates are left alone.
+    """
+    seen = set(_image_digests(data.train_x))
+    return torch.tensor([digest in seen for digest in _image_digests(data.test_x)])

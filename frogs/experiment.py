@@ -12,7 +12,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +20,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from frogs.attack import ATTACKS
+from frogs.attack import ATTACKS, attack_budget
 from frogs.cache import ArtifactCache
 from frogs.data import DATASETS, ImageData, load_dataset
 from frogs.errors import ConfigError, FrogsError, NumericalError
 from frogs.models import MODELS, prepare_for_device
-from frogs.pretrain import load_clean_model
+from frogs.perceptibility import perceptibility_fields
+from frogs.pretrain import CleanModel, load_clean_model
 from frogs.records import (
     RESULTS_FILE,
     SCHEMA_VERSION,
@@ -38,8 +39,9 @@ from frogs.records import (
 )
 from frogs.saving import save_trial_features, save_trial_poisons
 from frogs.selection import TargetChoice, check_enough_bases, choose_bases, choose_targets
-from frogs.settings import JobSettings
+from frogs.settings import JobSettings, resolved_stop_distance
 from frogs.task import resolve_task
+from frogs.train import predict_in_batches
 from frogs.victims import VICTIMS, Victim
 
 log = logging.getLogger(__name__)
@@ -77,11 +79,53 @@ class Job:
 
     settings: JobSettings
     data: ImageData
+    clean: CleanModel
     victim: Victim
     device: torch.device
     targets: list[TargetChoice]
     base_candidates: torch.Tensor
     clean_probs: dict[int, torch.Tensor]
+    stop_distance: float | None
+    clean_predictions: torch.Tensor
+    _control_predictions: torch.Tensor | None = None
+
+    def control_predictions(self) -> torch.Tensor:
+        """The control's test predictions, computed by the first trial that needs them (a control
+        that fails to train fails each trial, recorded, like any other numerical failure)."""
+        if self._control_predictions is None:
+            self._control_predictions = self.victim.test_predictions(self.victim.control().predict)
+        return self._control_predictions
+
+
+def min_training_feature_distance(features: torch.Tensor) -> float:
+    """The smallest distance between two distinct training points in feature space.
+
+    The paper's stopping threshold (3 for its Inception-v3 features): a poison this close to its
+    target is as close as any two training images are. Pairs at distance 0 (duplicates) are
+    ignored.
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    points = features.detach().cpu().double().numpy()
+    distances, _ = NearestNeighbors(n_neighbors=2).fit(points).kneighbors(points)
+    nearest = distances[:, 1]
+    nearest = nearest[nearest > 0]
+    if not len(nearest):
+        raise ConfigError(
+            "attack.stop_distance=auto needs two distinct training points in feature space"
+        )
+    return float(nearest.min())
+
+
+def resolve_stop_distance(settings: JobSettings, victim: Victim) -> float | None:
+    """``attack.stop_distance`` as a number (``auto``: ``min_training_feature_distance``)."""
+    value = resolved_stop_distance(settings.attack)
+    if value != "auto":
+        return value
+    features = predict_in_batches(victim.feature_fn, victim.train_x)
+    distance = min_training_feature_distance(features)
+    log.info("stop_distance=auto: %.4f (minimum distance between training features)", distance)
+    return distance
 
 
 def prepare_job(settings: JobSettings, device: torch.device) -> Job:
@@ -101,11 +145,12 @@ def prepare_job(settings: JobSettings, device: torch.device) -> Job:
     attack = settings.attack
     check_enough_bases(len(base_candidates), attack.num_poisons, attack.multi_base)
     cache = ArtifactCache(Path(settings.cache_dir).expanduser())
-    model = load_clean_model(data, settings.model, cache, device, progress=settings.progress)
-    model = prepare_for_device(model, device, settings.amp)
+    clean = load_clean_model(data, settings.model, cache, device, progress=settings.progress)
+    model = prepare_for_device(clean.model, device, settings.amp)
+    clean = replace(clean, model=model)
     victim = victim_cls(
         settings.victim,
-        model,
+        clean,
         data,
         task,
         settings.dataset,
@@ -114,7 +159,15 @@ def prepare_job(settings: JobSettings, device: torch.device) -> Job:
         settings.seed,
         amp=settings.amp,
     )
-    target_candidates = torch.nonzero(data.test_y == task.target_label).flatten()
+    if victim.test_duplicates_removed:
+        log.info(
+            "left out %d test images that duplicate training images (footnote 3)",
+            victim.test_duplicates_removed,
+        )
+    usable = victim.usable_test
+    base_candidates = base_candidates[usable[base_candidates]]
+    check_enough_bases(len(base_candidates), attack.num_poisons, attack.multi_base)
+    target_candidates = torch.nonzero((data.test_y == task.target_label) & usable).flatten()
     probs = torch.cat(
         [
             victim.clean_probs(data.test_x[chunk].to(device)).cpu()
@@ -132,12 +185,26 @@ def prepare_job(settings: JobSettings, device: torch.device) -> Job:
         generator=torch.Generator().manual_seed(stream_seed(settings.seed, "targets")),
     )
     clean_probs = {int(i): p for i, p in zip(target_candidates.tolist(), probs, strict=True)}
-    return Job(settings, data, victim, device, targets, base_candidates, clean_probs)
+    stop_distance = resolve_stop_distance(settings, victim)
+    return Job(
+        settings,
+        data,
+        clean,
+        victim,
+        device,
+        targets,
+        base_candidates,
+        clean_probs,
+        stop_distance,
+        victim.test_predictions(victim.clean_classifier()),
+    )
 
 
 def trial_parameters(settings: JobSettings) -> dict[str, Any]:
-    """The swept parameters of a trial as flat record columns."""
+    """The swept parameters of a trial as flat record columns (pixel values in [0, 1] units)."""
     attack, victim = settings.attack, settings.victim
+    budget = attack_budget(attack)
+    stop = resolved_stop_distance(attack)
     return {
         "scenario": victim.name,
         "dataset": settings.dataset.name,
@@ -145,20 +212,41 @@ def trial_parameters(settings: JobSettings) -> dict[str, Any]:
         "attack": attack.name,
         "victim": victim.name,
         "target_selection": settings.target_selection,
+        "recipe": attack.recipe,
         "num_poisons": attack.num_poisons,
         "opacity": attack.opacity,
         "beta0": attack.beta0,
         "iters": attack.iters,
+        "step": attack.step,
         "lr": attack.lr,
-        "stop_distance": attack.stop_distance,
-        "constraint": attack.constraint,
-        "eps": attack.eps if attack.constraint == "linf" else None,
+        "stop_distance_setting": stop if isinstance(stop, str) else None,
+        "constraint": budget.norm,
+        "eps": budget.eps,
+        "eps_255": budget.eps_255,
+        "quantize": attack.quantize,
         "multi_base": attack.multi_base,
         "optimize": attack.optimize,
         "lr_decay": attack.lr_decay,
         "retrain_epochs": victim.epochs,
         "retrain_lr": victim.lr,
         "seed": settings.seed,
+        "pretrain_epochs": settings.model.pretrain.epochs,
+        "pretrain_schedule": settings.model.pretrain.schedule,
+    }
+
+
+def clean_model_fields(job: Job) -> dict[str, Any]:
+    """The clean model and the victim's data: identical for every trial of a job."""
+    clean, victim = job.clean, job.victim
+    return {
+        "clean_model_source": clean.source,
+        "clean_model_sha256": clean.sha256,
+        "clean_model_weights": clean.loaded_weights,
+        "clean_train_acc": clean.train_accuracy,
+        "clean_test_acc": clean.test_accuracy,
+        "stop_distance": job.stop_distance,
+        "victim_train_size": len(victim.train_y),
+        "test_duplicates_removed": victim.test_duplicates_removed,
     }
 
 
@@ -197,6 +285,7 @@ def run_trial(job: Job, trial_index: int, target: TargetChoice, output_dir: Path
         victim.model.feature_dim,
         progress=settings.progress,
         amp=settings.amp,
+        stop_distance=job.stop_distance,
     )
     poisons = crafted.result.poisons
     if not bool(torch.isfinite(poisons).all()):
@@ -208,13 +297,17 @@ def run_trial(job: Job, trial_index: int, target: TargetChoice, output_dir: Path
     retrain_s = time.perf_counter() - started
 
     started = time.perf_counter()
+    control = victim.control()
     with torch.no_grad():
-        probs = torch.softmax(poisoned.predict(target_image.unsqueeze(0)), 1)[0].cpu()
+        target_batch = target_image.unsqueeze(0)
+        probs = torch.softmax(poisoned.predict(target_batch), 1)[0].cpu()
+        control_probs = torch.softmax(control.predict(target_batch), 1)[0].cpu()
     if not bool(torch.isfinite(probs).all()):
         raise NumericalError("the retrained victim outputs NaN or Inf for the target")
     clean_probs = job.clean_probs[target.index]
     predicted = int(probs.argmax())
-    delta = (poisons - bases).flatten(1)
+    control_predicted = int(control_probs.argmax())
+    exclude = torch.tensor([target.index, *base_indices.tolist()])
     outcome = {
         "target_index": target.index,
         "base_indices": base_indices.tolist(),
@@ -226,14 +319,20 @@ def run_trial(job: Job, trial_index: int, target: TargetChoice, output_dir: Path
         "target_true_prob": float(probs[task.target_row]),
         "target_base_prob_clean": float(clean_probs[task.base_row]),
         "target_true_prob_clean": float(clean_probs[task.target_row]),
-        "clean_acc_before": victim.clean_accuracy(),
-        "clean_acc_after": victim.poisoned_accuracy(poisoned),
+        "control_success": control_predicted == task.base_row,
+        "control_target_pred": task.names[control_predicted],
+        "control_target_base_prob": float(control_probs[task.base_row]),
+        "clean_acc_before": victim.accuracy(job.clean_predictions, exclude),
+        "clean_acc_control": victim.accuracy(job.control_predictions(), exclude),
+        "clean_acc_after": victim.accuracy(victim.test_predictions(poisoned.predict), exclude),
+        "accuracy_set_size": victim.accuracy_set_size(exclude),
         "angular_deviation_deg": poisoned.angle_per_epoch[-1],
         "angular_deviation_per_epoch": poisoned.angle_per_epoch,
+        "control_drift_deg": control.drift_deg,
         "feat_dist_before": float(crafted.result.start_distance.mean()),
         "feat_dist_after": float(crafted.result.final_distance.mean()),
-        "input_dist_l2": float(delta.norm(dim=1).mean()),
-        "input_dist_linf": float(delta.abs().max()),
+        "feat_dist_after_max": float(crafted.result.final_distance.max()),
+        **perceptibility_fields(poisons, bases, crafted.watermarked),
         "craft_iters_run": crafted.result.iters_run,
         "poisons_path": None,
         "features_path": None,
@@ -278,6 +377,7 @@ def run(settings: JobSettings, output_dir: str | os.PathLike) -> list[dict[str, 
         "job_id": stable_hash(identity),
         **trial_parameters(settings),
         **task_fields(job),
+        **clean_model_fields(job),
         **provenance(str(device)),
     }
     records = []

@@ -3,23 +3,35 @@
 Feature collision (Eq. 1) lives in the penultimate-layer space, the transfer victim retrains only
 the head, and the angular deviation compares head weights, so every model exposes exactly that
 split. Models take pixels in [0, 1] and normalise inside, so attacks work in pixel space.
+
+Configured torchvision weights that cannot be loaded never silently become a random network:
+``model.on_missing_weights`` decides between a one-line error and frogs' own pretraining.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import pickle
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
 
 import torch
 from torch import nn
 
+from frogs.errors import ConfigError
 from frogs.registry import Registry
 from frogs.settings import ModelSettings
 
 log = logging.getLogger(__name__)
 
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
+
+# What loading torchvision weights raises when the file cannot be had or read: no network
+# (URLError is an OSError), a hash mismatch or a state-dict mismatch (RuntimeError), a cut file.
+_WEIGHT_LOAD_ERRORS = (OSError, RuntimeError, EOFError, pickle.UnpicklingError)
 
 
 @dataclass(frozen=True)
@@ -33,44 +45,77 @@ class ModelSpec:
     std: tuple[float, ...]
 
 
+def _per_channel(values: Sequence[float], channels: int) -> torch.Tensor:
+    """Statistics as a (1, channels, 1, 1) buffer; one grey value is repeated to every channel."""
+    stats = torch.tensor([float(v) for v in values])
+    if len(stats) == 1:
+        stats = stats.repeat(channels)
+    if len(stats) != channels:
+        raise ValueError(f"{len(stats)} statistics for {channels} input channels")
+    return stats.view(1, -1, 1, 1)
+
+
 class InputAdapter(nn.Module):
-    """Normalise [0, 1] pixels; repeat grey to RGB and resize when the backbone needs it."""
+    """[0, 1] pixels to backbone input: repeat grey to RGB, normalise, resize when needed.
+
+    Grey is repeated *before* normalising, so 3-channel statistics (ImageNet's, for torchvision
+    weights) apply channel by channel; 1-channel dataset statistics are repeated to match.
+    """
 
     def __init__(
-        self, mean: tuple[float, ...], std: tuple[float, ...], channels: int, size: int | None
+        self, mean: Sequence[float], std: Sequence[float], channels: int, size: int | None
     ) -> None:
         super().__init__()
-        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
+        self.register_buffer("mean", _per_channel(mean, channels))
+        self.register_buffer("std", _per_channel(std, channels))
         self.channels = channels
         self.size = size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = (x - self.mean) / self.std
         if x.shape[1] != self.channels:
             x = x.expand(-1, self.channels, -1, -1)
+        x = (x - self.mean) / self.std
         if self.size is not None and x.shape[-1] != self.size:
             x = nn.functional.interpolate(x, size=(self.size, self.size), mode="bilinear")
         return x
 
+    def extra_repr(self) -> str:
+        mean = [round(v, 4) for v in self.mean.flatten().tolist()]
+        std = [round(v, 4) for v in self.std.flatten().tolist()]
+        return f"channels={self.channels}, size={self.size}, mean={mean}, std={std}"
+
 
 class FeatureClassifier(nn.Module):
-    """``head(features(x))``; ``features`` is the penultimate layer the paper calls f(x)."""
+    """``head(features(x))``; ``features`` is the penultimate layer the paper calls f(x).
+
+    ``loaded_weights`` names the torchvision weights the backbone really started from (e.g.
+    ``IMAGENET1K_V1``), None when it started random; it is part of ``repr`` so that anything keyed
+    by the architecture (the clean-model cache) tells the two apart.
+    """
 
     def __init__(
-        self, adapter: InputAdapter, backbone: nn.Module, feature_dim: int, num_classes: int
+        self,
+        adapter: InputAdapter,
+        backbone: nn.Module,
+        feature_dim: int,
+        num_classes: int,
+        loaded_weights: str | None = None,
     ):
         super().__init__()
         self.adapter = adapter
         self.backbone = backbone
         self.feature_dim = feature_dim
         self.head = nn.Linear(feature_dim, num_classes)
+        self.loaded_weights = loaded_weights
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return torch.flatten(self.backbone(self.adapter(x)), 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
+
+    def extra_repr(self) -> str:
+        return f"feature_dim={self.feature_dim}, loaded_weights={self.loaded_weights!r}"
 
 
 def _feature_dim(backbone: nn.Module, adapter: InputAdapter, spec: ModelSpec) -> int:
@@ -80,10 +125,14 @@ def _feature_dim(backbone: nn.Module, adapter: InputAdapter, spec: ModelSpec) ->
 
 
 @MODELS.register("alexnet_cifar")
-def alexnet_cifar(spec: ModelSpec, settings: ModelSettings) -> FeatureClassifier:
+def alexnet_cifar(
+    spec: ModelSpec, settings: ModelSettings, fetch_weights: bool = True
+) -> FeatureClassifier:
     """The paper's scaled-down AlexNet for CIFAR-10 (Table 1), for 1 or 3 input channels.
 
-    conv5x5-64, maxpool 3x3/2, LRN, conv5x5-64, LRN, maxpool 3x3/2, fc384, fc192 (= f(x)), fc-out.
+    Table 1 block by block: conv5x5-64, maxpool 3x3/2, LRN; conv5x5-64, maxpool 3x3/2, LRN;
+    fc384, fc192 (= f(x)), fc-out (ReLU after every conv and hidden fc). Always trained by frogs:
+    there are no published weights, so ``fetch_weights`` changes nothing.
     """
     backbone = nn.Sequential(
         nn.Conv2d(spec.in_channels, 64, 5, padding=2),
@@ -92,8 +141,8 @@ def alexnet_cifar(spec: ModelSpec, settings: ModelSettings) -> FeatureClassifier
         nn.LocalResponseNorm(9, alpha=0.001, beta=0.75, k=1.0),
         nn.Conv2d(64, 64, 5, padding=2),
         nn.ReLU(inplace=True),
-        nn.LocalResponseNorm(9, alpha=0.001, beta=0.75, k=1.0),
         nn.MaxPool2d(3, 2, padding=1),
+        nn.LocalResponseNorm(9, alpha=0.001, beta=0.75, k=1.0),
         nn.Flatten(),
     )
     adapter = InputAdapter(spec.mean, spec.std, spec.in_channels, settings.input_size)
@@ -102,7 +151,7 @@ def alexnet_cifar(spec: ModelSpec, settings: ModelSettings) -> FeatureClassifier
     return FeatureClassifier(adapter, backbone, 192, spec.num_classes)
 
 
-def _torchvision_weights(arch: str, name: str | None):
+def _torchvision_weights(arch: str, name: str | None) -> Any:
     """The torchvision weights enum member ``name`` of ``arch``, or None when not configured."""
     if not name:
         return None
@@ -112,57 +161,118 @@ def _torchvision_weights(arch: str, name: str | None):
     try:
         return enum[name] if name != "DEFAULT" else enum.DEFAULT
     except KeyError:
-        from frogs.errors import ConfigError
-
         raise ConfigError(
             f"model.weights={name!r} is not a weight set of {arch}; expected one of "
             f"{', '.join(['DEFAULT', *enum.__members__])}"
         ) from None
 
 
-def _load_torchvision(arch: str, settings: ModelSettings, **kwargs) -> tuple[nn.Module, bool]:
-    """Build a torchvision model with its configured weights; fall back to random init offline."""
+def _architecture_of(arch: str, weights: Any) -> dict[str, Any]:
+    """The constructor arguments torchvision sets itself when it loads ``weights``: the network
+    those weights need, so that it can be built without them (and get a saved state dict)."""
+    kwargs: dict[str, Any] = {"num_classes": len(weights.meta["categories"])}
+    if arch == "inception_v3":
+        kwargs.update(transform_input=True, aux_logits=True, init_weights=False)
+    return kwargs
+
+
+def _short(text: str, limit: int = 160) -> str:
+    """``text`` on one line, cut to ``limit`` characters."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _unloadable_weights(arch: str, weights: Any, settings: ModelSettings, exc: Exception) -> None:
+    """Raise the one-line error for weights that could not be loaded, unless the configuration
+    asks frogs to pretrain instead (then warn, and let the caller build a random network)."""
+    reason = _short(f"{type(exc).__name__}: {exc}")
+    file = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(weights.url).path).name
+    where = f"model.weights={settings.weights!r} of {arch} could not be loaded ({reason})"
+    if settings.on_missing_weights == "error":
+        raise ConfigError(
+            f"{where}; expected the weight file at {file} (torch's hub cache, "
+            "$TORCH_HOME/hub/checkpoints), or model.on_missing_weights=pretrain "
+            "(with model.pretrain.epochs > 0), or model.weights=null"
+        )
+    if settings.pretrain.epochs == 0:
+        raise ConfigError(
+            f"model.on_missing_weights=pretrain is not allowed with model.pretrain.epochs=0: "
+            f"{where} and nothing would train the random network; expected "
+            f"model.pretrain.epochs > 0, the weight file at {file}, or model.weights=null"
+        )
+    log.warning(
+        "%s; model.on_missing_weights=pretrain: frogs pretrains %s itself for %d epochs",
+        where,
+        arch,
+        settings.pretrain.epochs,
+    )
+
+
+def _load_torchvision(
+    arch: str, settings: ModelSettings, fetch_weights: bool, **kwargs: Any
+) -> tuple[nn.Module, Any]:
+    """A torchvision model and the weights (enum member) it really got, None when random.
+
+    ``fetch_weights=False`` builds the network the configured weights need without loading them,
+    for a caller that loads a state dict saved from such a model (a ``frogs pretrain`` file).
+    """
     from torchvision import models
 
     builder = getattr(models, arch)
     weights = _torchvision_weights(arch, settings.weights)
-    if weights is not None:
-        try:
-            return builder(weights=weights, **kwargs), True
-        except Exception as exc:  # no network, no cached file
-            log.warning(
-                "could not load %s weights %s (%s: %s); frogs will pretrain %s itself",
-                arch,
-                settings.weights,
-                type(exc).__name__,
-                exc,
-                arch,
-            )
-    return builder(weights=None, **kwargs), False
+    if weights is None:
+        return builder(weights=None, **kwargs), None
+    if not fetch_weights:
+        return builder(weights=None, **{**kwargs, **_architecture_of(arch, weights)}), weights
+    try:
+        return builder(weights=weights, **kwargs), weights
+    except _WEIGHT_LOAD_ERRORS as exc:  # offline without a cached file, a corrupt file
+        _unloadable_weights(arch, weights, settings, exc)
+    return builder(weights=None, **kwargs), None
+
+
+def _normalisation(spec: ModelSpec, weights: Any) -> tuple[Sequence[float], Sequence[float]]:
+    """Pretrained weights expect the statistics they were trained with (ImageNet's, from their
+    own transforms); a network that frogs trains uses the dataset's."""
+    if weights is None:
+        return spec.mean, spec.std
+    transform = weights.transforms()
+    return tuple(transform.mean), tuple(transform.std)
 
 
 @MODELS.register("resnet18")
-def resnet18(spec: ModelSpec, settings: ModelSettings) -> FeatureClassifier:
-    """torchvision ResNet-18; ``small_input`` swaps the ImageNet stem for a CIFAR-style 3x3 conv."""
-    net, pretrained = _load_torchvision("resnet18", settings)
-    if settings.small_input and not pretrained:
+def resnet18(
+    spec: ModelSpec, settings: ModelSettings, fetch_weights: bool = True
+) -> FeatureClassifier:
+    """torchvision ResNet-18; ``small_input`` swaps the ImageNet stem for a CIFAR-style 3x3 conv
+    (only when training from scratch: pretrained weights need their own stem)."""
+    net, weights = _load_torchvision("resnet18", settings, fetch_weights)
+    if settings.small_input and weights is None:
         net.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
         net.maxpool = nn.Identity()
     net.fc = nn.Identity()
-    adapter = InputAdapter(spec.mean, spec.std, 3, settings.input_size)
-    return FeatureClassifier(adapter, net, 512, spec.num_classes)
+    adapter = InputAdapter(*_normalisation(spec, weights), 3, settings.input_size)
+    loaded = weights.name if weights is not None else None
+    return FeatureClassifier(adapter, net, 512, spec.num_classes, loaded)
 
 
 @MODELS.register("inception_v3")
-def inception_v3(spec: ModelSpec, settings: ModelSettings) -> FeatureClassifier:
+def inception_v3(
+    spec: ModelSpec, settings: ModelSettings, fetch_weights: bool = True
+) -> FeatureClassifier:
     """torchvision Inception-v3 (the paper's transfer-learning network); f(x) is the 2048-d pool."""
-    net, _ = _load_torchvision(
-        "inception_v3", settings, aux_logits=bool(settings.weights), init_weights=False
+    net, weights = _load_torchvision(
+        "inception_v3",
+        settings,
+        fetch_weights,
+        aux_logits=bool(settings.weights),
+        init_weights=False,
     )
     net.aux_logits, net.AuxLogits = False, None
     net.fc = nn.Identity()
-    adapter = InputAdapter(spec.mean, spec.std, 3, settings.input_size or 299)
-    return FeatureClassifier(adapter, net, 2048, spec.num_classes)
+    adapter = InputAdapter(*_normalisation(spec, weights), 3, settings.input_size or 299)
+    loaded = weights.name if weights is not None else None
+    return FeatureClassifier(adapter, net, 2048, spec.num_classes, loaded)
 
 
 def prepare_for_device(model: nn.Module, device: torch.device, amp: bool = False) -> nn.Module:
@@ -174,6 +284,12 @@ def prepare_for_device(model: nn.Module, device: torch.device, amp: bool = False
     return model
 
 
-def build_model(spec: ModelSpec, settings: ModelSettings) -> FeatureClassifier:
-    """Build the configured model through its registered builder."""
-    return MODELS.get(settings.name)(spec, settings)
+def build_model(
+    spec: ModelSpec, settings: ModelSettings, *, fetch_weights: bool = True
+) -> FeatureClassifier:
+    """Build the configured model through its registered builder.
+
+    ``fetch_weights=False``: the network ``settings.weights`` needs, without loading them (the
+    caller loads a saved state dict into it); ``loaded_weights`` then names them as its origin.
+    """
+    return MODELS.get(settings.name)(spec, settings, fetch_weights=fetch_weights)

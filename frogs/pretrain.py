@@ -1,20 +1,60 @@
-"""The clean model: torchvision weights where configured and available, else trained by frogs;
-cached by config hash so that every later job of a sweep reuses it."""
+"""The clean model: a ``frogs pretrain`` checkpoint, or built once and cached by what defines it.
+
+Built means torchvision weights where configured (see ``frogs.models``), then ``model.pretrain.*``
+epochs of training on a seeded per-class subset of the training split. The cache key covers the
+model settings, the weights really loaded, the architecture (``repr``) and the dataset, so every
+later job of a sweep reuses the entry and a changed network never picks up a stale one.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import time
+from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 import torch
 
 from frogs.cache import ArtifactCache
+from frogs.checkpoint import load_checkpoint
 from frogs.data import ImageData, per_class_subset
+from frogs.errors import ConfigError
 from frogs.models import FeatureClassifier, ModelSpec, build_model
 from frogs.records import stable_hash
-from frogs.settings import ModelSettings
+from frogs.settings import ModelSettings, PretrainSettings
 from frogs.train import fit, predict_in_batches
 
 log = logging.getLogger(__name__)
+
+# Cache-entry tensors that are not weights.
+_TRAIN_ACCURACY = "__train_accuracy__"
+_TEST_ACCURACY = "__test_accuracy__"
+_TRAIN_INDICES = "__train_indices__"
+# Settings that say where a clean model comes from or what to do on failure, not what it is.
+_NOT_IN_KEY = ("checkpoint", "checkpoint_sha256", "on_missing_weights")
+# Settings that shape the network: a checkpoint must have been written with the same values.
+_ARCHITECTURE_FIELDS = ("name", "input_size", "small_input")
+
+
+@dataclass(frozen=True)
+class CleanModel:
+    """The clean model and what it was trained on.
+
+    ``source``: ``trained`` (built by this call: pretrained, or external weights as they are),
+    ``cache`` (the shared cache had it) or ``checkpoint`` (``model.checkpoint``). ``sha256``: of the
+    checkpoint file or of the cache entry. ``pretrain_seconds``: wall seconds of this call's
+    training, None unless ``source == "trained"``.
+    """
+
+    model: FeatureClassifier
+    train_indices: torch.Tensor | None
+    train_accuracy: float | None
+    test_accuracy: float
+    source: str
+    sha256: str | None
+    loaded_weights: str | None
+    pretrain_seconds: float | None = None
 
 
 def model_spec(data: ImageData) -> ModelSpec:
@@ -34,14 +74,31 @@ def dataset_fingerprint(data: ImageData) -> dict:
     }
 
 
-def clean_model_key(data: ImageData, settings: ModelSettings) -> str:
-    from dataclasses import asdict
+def clean_model_key(data: ImageData, settings: ModelSettings, model: FeatureClassifier) -> str:
+    """The cache key of the clean model ``model`` (as built, before training) would become."""
+    plain = asdict(settings)
+    for name in _NOT_IN_KEY:
+        plain.pop(name, None)
+    return stable_hash(
+        {
+            "model": plain,
+            "loaded_weights": model.loaded_weights,
+            "architecture": stable_hash(repr(model)),
+            "data": dataset_fingerprint(data),
+        }
+    )
 
-    return stable_hash({"model": asdict(settings), "data": dataset_fingerprint(data)})
+
+def pretrain_indices(data: ImageData, pretrain: PretrainSettings) -> torch.Tensor:
+    """The training images pretraining uses: a seeded per-class subset, sorted, CPU long."""
+    classes = range(len(data.class_names))
+    return per_class_subset(data.train_y, classes, pretrain.train_per_class, pretrain.seed)
 
 
 def accuracy(model: FeatureClassifier, x: torch.Tensor, y: torch.Tensor) -> float:
-    logits = predict_in_batches(model, x)
+    """Top-1 accuracy of ``model`` on (x, y); ``x`` may live on the CPU, it moves batch by batch."""
+    device = next(model.parameters()).device
+    logits = predict_in_batches(lambda batch: model(batch.to(device)), x)
     return float((logits.argmax(1).cpu() == y.cpu()).float().mean())
 
 
@@ -51,42 +108,182 @@ def load_clean_model(
     cache: ArtifactCache,
     device: torch.device,
     progress: bool = False,
-) -> FeatureClassifier:
-    """The clean (pretrained) model on ``device`` in eval mode, from the cache or built once."""
-    spec = model_spec(data)
+) -> CleanModel:
+    """The clean model on ``device`` in eval mode: from ``model.checkpoint`` when set, else from
+    the cache, else built (and pretrained) once and cached."""
+    if settings.checkpoint:
+        clean = _from_checkpoint(data, settings, device)
+    else:
+        clean = _from_cache(data, settings, cache, device, progress)
+    train = "n/a" if clean.train_accuracy is None else f"{clean.train_accuracy:.4f}"
+    size = 0 if clean.train_indices is None else len(clean.train_indices)
+    log.info(
+        "clean %s on %s (%s): train accuracy %s on %d images, test accuracy %.4f",
+        settings.name,
+        data.name,
+        clean.source,
+        train,
+        size,
+        clean.test_accuracy,
+    )
+    return clean
+
+
+def _pretrain(
+    model: FeatureClassifier,
+    data: ImageData,
+    settings: ModelSettings,
+    idx: torch.Tensor,
+    device: torch.device,
+    progress: bool,
+) -> None:
+    """Train ``model`` in place on the images ``idx`` with the ``model.pretrain`` recipe."""
+    pre = settings.pretrain
+    log.info("pretraining %s on %d %s images", settings.name, len(idx), data.name)
+    fit(
+        model,
+        data.train_x[idx].to(device),
+        data.train_y[idx].to(device),
+        epochs=pre.epochs,
+        lr=pre.lr,
+        final_lr=pre.final_lr if pre.schedule == "exponential" else None,
+        batch_size=pre.batch_size,
+        weight_decay=pre.weight_decay,
+        generator=torch.Generator().manual_seed(pre.seed),
+        progress="pretrain" if progress else None,
+    )
+
+
+def _from_cache(
+    data: ImageData,
+    settings: ModelSettings,
+    cache: ArtifactCache,
+    device: torch.device,
+    progress: bool,
+) -> CleanModel:
+    """Build the model (its weights decide the key), then reuse or fill its cache entry."""
+    torch.manual_seed(settings.pretrain.seed)
+    model = build_model(model_spec(data), settings).to(device)
+    key = clean_model_key(data, settings, model)
+    seconds: list[float] = []
 
     def build() -> dict[str, torch.Tensor]:
-        torch.manual_seed(settings.pretrain.seed)
-        model = build_model(spec, settings).to(device)
+        state: dict[str, torch.Tensor] = {}
         if settings.pretrain.epochs > 0:
-            idx = per_class_subset(
-                data.train_y,
-                range(spec.num_classes),
-                settings.pretrain.train_per_class,
-                settings.pretrain.seed,
+            idx = pretrain_indices(data, settings.pretrain)
+            start = time.perf_counter()
+            _pretrain(model, data, settings, idx, device, progress)
+            seconds.append(time.perf_counter() - start)
+            model.eval()
+            state[_TRAIN_ACCURACY] = torch.tensor(
+                accuracy(model, data.train_x[idx], data.train_y[idx])
             )
-            log.info("pretraining %s on %d %s images", settings.name, len(idx), data.name)
-            fit(
-                model,
-                data.train_x[idx].to(device),
-                data.train_y[idx].to(device),
-                epochs=settings.pretrain.epochs,
-                lr=settings.pretrain.lr,
-                batch_size=settings.pretrain.batch_size,
-                weight_decay=settings.pretrain.weight_decay,
-                generator=torch.Generator().manual_seed(settings.pretrain.seed),
-                progress="pretrain" if progress else None,
-            )
+            state[_TRAIN_INDICES] = idx
+        else:
+            seconds.append(0.0)
         model.eval()
-        acc = accuracy(model, data.test_x.to(device), data.test_y)
-        log.info("clean %s test accuracy on %s: %.4f", settings.name, data.name, acc)
-        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        state["__test_accuracy__"] = torch.tensor(acc)
+        state[_TEST_ACCURACY] = torch.tensor(accuracy(model, data.test_x, data.test_y))
+        state.update({k: v.detach().cpu() for k, v in model.state_dict().items()})
         return state
 
-    key = clean_model_key(data, settings)
-    state = dict(cache.get_or_build("models", key, build, meta={"model": settings.name}))
-    state.pop("__test_accuracy__", None)
-    model = build_model(spec, settings)
-    model.load_state_dict(state)
-    return model.to(device).eval()
+    entry = dict(cache.get_or_build("models", key, build, meta={"model": settings.name}))
+    extras = {
+        name: entry.pop(name, None) for name in (_TRAIN_ACCURACY, _TEST_ACCURACY, _TRAIN_INDICES)
+    }
+    if not seconds:  # a cache hit: the built model is still untrained
+        model.load_state_dict(entry)
+    train_accuracy = extras[_TRAIN_ACCURACY]
+    return CleanModel(
+        model=model.eval(),
+        train_indices=extras[_TRAIN_INDICES],
+        train_accuracy=None if train_accuracy is None else float(train_accuracy),
+        test_accuracy=float(extras[_TEST_ACCURACY]),
+        source="trained" if seconds else "cache",
+        sha256=_cache_entry_sha256(cache, key),
+        loaded_weights=model.loaded_weights,
+        pretrain_seconds=seconds[0] if seconds else None,
+    )
+
+
+def _cache_entry_sha256(cache: ArtifactCache, key: str) -> str | None:
+    """The SHA-256 the cache recorded for its clean-model entry ``key``."""
+    try:
+        return json.loads(cache.paths("models", key)[1].read_text())["sha256"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _describe(fingerprint: Any) -> str:
+    """A dataset fingerprint in a few words, for error messages."""
+    if not isinstance(fingerprint, dict):
+        return repr(fingerprint)
+    return (
+        f"{fingerprint.get('name')} (train {fingerprint.get('train')}, "
+        f"test {fingerprint.get('test')}, checksum {fingerprint.get('checksum')})"
+    )
+
+
+def _check_checkpoint_fits(
+    meta: dict[str, Any], data: ImageData, settings: ModelSettings, where: str
+) -> None:
+    """The checkpoint must come from this dataset and this architecture; else one clear line."""
+    missing = [key for key in ("model", "dataset", "test_accuracy") if key not in meta]
+    if missing:
+        raise ConfigError(
+            f"{where} has no {', '.join(missing)} in its metadata; expected a file written by "
+            "`frogs pretrain`"
+        )
+    expected = dataset_fingerprint(data)
+    if meta.get("dataset") != expected:
+        raise ConfigError(
+            f"{where} was trained on {_describe(meta.get('dataset'))}, but this job's dataset is "
+            f"{_describe(expected)}; expected a checkpoint written by `frogs pretrain` for this "
+            "dataset"
+        )
+    written = meta.get("model") or {}
+    for name in _ARCHITECTURE_FIELDS:
+        if name in written and written[name] != getattr(settings, name):
+            raise ConfigError(
+                f"{where} was written for model.{name}={written[name]!r}, but this job has "
+                f"model.{name}={getattr(settings, name)!r}; expected the checkpoint's value"
+            )
+
+
+def _from_checkpoint(data: ImageData, settings: ModelSettings, device: torch.device) -> CleanModel:
+    """Load a verified ``frogs pretrain`` file into the configured network: no pretraining."""
+    where = f"model.checkpoint={settings.checkpoint!r}"
+    state, meta, digest = load_checkpoint(settings.checkpoint, settings.checkpoint_sha256)
+    _check_checkpoint_fits(meta, data, settings, where)
+    loaded = meta.get("loaded_weights")
+    origin = replace(settings, weights=loaded)
+    model = build_model(model_spec(data), origin, fetch_weights=False)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        reason = " ".join(str(exc).split())[:200]
+        raise ConfigError(
+            f"{where} does not fit model.name={settings.name!r} ({reason}); expected a "
+            "checkpoint written by `frogs pretrain` for this model"
+        ) from None
+    pre = (meta.get("model") or {}).get("pretrain") or {}
+    indices = None
+    if pre.get("epochs", 0) > 0:
+        recipe = PretrainSettings(
+            train_per_class=pre.get("train_per_class"), seed=pre.get("seed", 0)
+        )
+        indices = pretrain_indices(data, recipe)
+        if "train_size" in meta and meta["train_size"] != len(indices):
+            raise ConfigError(
+                f"{where} records {meta['train_size']} training images, but its recipe selects "
+                f"{len(indices)} here; expected a checkpoint written by this version of frogs"
+            )
+    train_accuracy = meta.get("train_accuracy")
+    return CleanModel(
+        model=model.to(device).eval(),
+        train_indices=indices,
+        train_accuracy=None if train_accuracy is None else float(train_accuracy),
+        test_accuracy=float(meta["test_accuracy"]),
+        source="checkpoint",
+        sha256=digest,
+        loaded_weights=loaded,
+    )

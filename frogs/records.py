@@ -23,7 +23,7 @@ from frogs.errors import OutputError
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 RESULTS_FILE = "results.jsonl"
 # Where and how a job runs, and which optional artefacts it saves: none changes a trial's outcome.
 _RUN_ENVIRONMENT_KEYS = (

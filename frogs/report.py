@@ -12,7 +12,9 @@ _COLUMNS = (
     ("p(base)", "target_base_prob", "{:.3f}"),
     ("feat before", "feat_dist_before", "{:.2f}"),
     ("feat after", "feat_dist_after", "{:.2f}"),
-    ("input L2", "input_dist_l2", "{:.2f}"),
+    ("Linf/255", "poison_linf255_base_worst", "{:.1f}"),
+    ("PSNR dB", "poison_psnr_base_worst", "{:.1f}"),
+    ("SSIM", "poison_ssim_base_worst", "{:.3f}"),
 )
 
 
@@ -25,6 +27,23 @@ def _cell(record: dict[str, Any], key: str, fmt: str) -> str:
     return fmt.format(value)
 
 
+def _budget(record: dict[str, Any]) -> str:
+    """The trial's perceptibility budget in words (radius in /255 units)."""
+    if record.get("eps_255") is None:
+        return f"no hard {record.get('constraint')} radius"
+    norm = "L-inf" if record.get("constraint") == "linf" else "L2"
+    return f"{norm} <= {record['eps_255']:.3g}/255 of the crafting start"
+
+
+def _perceptibility_line(ok: list[dict[str, Any]]) -> str:
+    """The worst poison of the run against its base, so success is never read without it."""
+    linf = max(r["poison_linf255_base_worst"] for r in ok)
+    psnrs = [r["poison_psnr_base_worst"] for r in ok if r["poison_psnr_base_worst"] is not None]
+    ssim = min(r["poison_ssim_base_worst"] for r in ok)
+    psnr = f"{min(psnrs):.1f} dB" if psnrs else "inf (unchanged)"
+    return f"worst poison vs its base: L-inf {linf:.1f}/255, PSNR {psnr}, SSIM {ssim:.3f}"
+
+
 def summary_table(records: list[dict[str, Any]], output_dir: Path) -> str:
     """Trials of this run as aligned text, with the success rate and where outputs went."""
     lines = []
@@ -34,7 +53,9 @@ def summary_table(records: list[dict[str, Any]], output_dir: Path) -> str:
             if record["status"] == "ok":
                 rows.append([_cell(record, key, fmt) for _, key, fmt in _COLUMNS])
             else:
-                rows.append([str(record.get("target_index")), "-", "FAILED", *["-"] * 4])
+                rows.append(
+                    [str(record.get("target_index")), "-", "FAILED"] + ["-"] * (len(_COLUMNS) - 3)
+                )
         widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
         lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
         ok = [r for r in records if r["status"] == "ok"]
@@ -44,7 +65,10 @@ def summary_table(records: list[dict[str, Any]], output_dir: Path) -> str:
             f"{first['scenario']} {first['dataset']} {first['target_class']!s}->"
             f"{first['base_class']!s}: success {hits}/{len(ok)}"
             + (f" ({len(records) - len(ok)} failed)" if len(ok) < len(records) else "")
+            + f" within {_budget(first)}"
         )
+        if ok:
+            lines.append(_perceptibility_line(ok))
     else:
         lines.append("no new trials (all already recorded)")
     lines.append(f"records: {output_dir / 'results.jsonl'}")

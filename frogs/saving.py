@@ -11,6 +11,27 @@ import torch
 from frogs.cache import atomic_write_bytes, save_tensors
 from frogs.task import Task
 
+MIN_CELL = 96  # pixels: small images (28x28, 32x32) are enlarged so a reader can judge them
+PERTURBATION_GAIN = 10.0
+
+
+def poison_grid(
+    target: torch.Tensor, bases: torch.Tensor, watermarked: torch.Tensor, poisons: torch.Tensor
+) -> torch.Tensor:
+    """One image: rows target, base, crafting start, poison, |poison - base| x 10 (one column
+    per poison), enlarged with nearest-neighbour pixels so that a labeller can look at it."""
+    from torchvision.utils import make_grid
+
+    columns = len(bases)
+    perturbation = ((poisons - bases).abs() * PERTURBATION_GAIN).clamp(0, 1)
+    rows = torch.cat(
+        [target.unsqueeze(0).expand(columns, -1, -1, -1), bases, watermarked, poisons, perturbation]
+    ).cpu()
+    scale = max(1, -(-MIN_CELL // rows.shape[-1]))
+    if scale > 1:
+        rows = torch.nn.functional.interpolate(rows, scale_factor=scale, mode="nearest")
+    return make_grid(rows, nrow=columns, padding=4, pad_value=1.0)
+
 
 def save_trial_poisons(
     output_dir: Path,
@@ -21,8 +42,8 @@ def save_trial_poisons(
     poisons: torch.Tensor,
     task: Task,
 ) -> str:
-    """Save target, bases, poisons as tensors and a PNG grid (rows: target, base, mark, poison)."""
-    from torchvision.utils import make_grid, save_image
+    """Save target, bases, poisons as tensors and a PNG grid (``poison_grid``)."""
+    from torchvision.utils import save_image
 
     relative = Path("poisons") / f"trial_{trial_index}.pt"
     (output_dir / relative).parent.mkdir(parents=True, exist_ok=True)
@@ -35,10 +56,9 @@ def save_trial_poisons(
         "base_label": torch.tensor(task.base_label),
     }
     save_tensors(output_dir / relative, tensors)
-    columns = len(bases)
-    rows = torch.cat([target.unsqueeze(0).expand(columns, -1, -1, -1), bases, watermarked, poisons])
+    grid = poison_grid(target, bases, watermarked, poisons)
     buffer = io.BytesIO()
-    save_image(make_grid(rows.cpu(), nrow=columns, padding=2, pad_value=1.0), buffer, format="png")
+    save_image(grid, buffer, format="png")
     atomic_write_bytes(output_dir / relative.with_suffix(".png"), buffer.getvalue())
     return os.fspath(relative)
 

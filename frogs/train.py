@@ -29,6 +29,31 @@ def cpu_threads(count: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+def epoch_batches(
+    num_clean: int,
+    num_extra: int,
+    batch_size: int,
+    order_generator: torch.Generator,
+    slot_generator: torch.Generator,
+) -> list[torch.Tensor]:
+    """One epoch's minibatches of row indices: clean rows shuffled, extra rows in fixed slots.
+
+    The clean rows ``0..num_clean-1`` are shuffled by ``order_generator`` alone and cut into
+    batches of ``batch_size``, so a run with extra rows (poisons) sees exactly the clean batches
+    of a run without them, in the same order. Each extra row ``num_clean + j`` joins one of those
+    batches, drawn from ``slot_generator`` (its own stream: it never shifts the clean order). This
+    is what makes a poisoned run and its clean control comparable batch for batch (Fig. 2).
+    """
+    order = torch.randperm(num_clean, generator=order_generator)
+    batches = list(order.split(batch_size))
+    if num_extra:
+        slots = torch.randint(len(batches), (num_extra,), generator=slot_generator)
+        extra = torch.arange(num_clean, num_clean + num_extra)
+        for slot in slots.unique().tolist():
+            batches[slot] = torch.cat([batches[slot], extra[slots == slot]])
+    return batches
+
+
 def fit(
     module: nn.Module,
     inputs: torch.Tensor,
@@ -39,6 +64,9 @@ def fit(
     batch_size: int,
     generator: torch.Generator,
     weight_decay: float = 0.0,
+    final_lr: float | None = None,
+    num_clean: int | None = None,
+    slot_seed: int = 0,
     params: Iterable[nn.Parameter] | None = None,
     on_epoch: Callable[[int], None] | None = None,
     progress: str | None = None,
@@ -47,24 +75,32 @@ def fit(
     """Train ``module`` with Adam on (inputs, labels) for ``epochs`` passes in shuffled minibatches.
 
     ``generator`` (a CPU generator) fixes the shuffling, so two runs with equal seeds see equal
-    batches. A non-finite loss raises NumericalError rather than training on garbage. ``amp``
-    (CUDA only, ignored on the CPU) runs the forward pass under bf16 autocast (no loss scaling
-    needed) with channels-last images; see ``frogs.models.prepare_for_device`` for the module.
+    batches. Rows from ``num_clean`` on (poisons) are placed by ``epoch_batches`` into fixed slots
+    drawn from ``slot_seed``, leaving the clean batches as they are without them. ``final_lr``
+    decays the rate exponentially, epoch by epoch, from ``lr`` to ``final_lr`` in the last epoch.
+    A non-finite loss raises NumericalError rather than training on garbage. ``amp`` (CUDA only,
+    ignored on the CPU) runs the forward pass under bf16 autocast (no loss scaling needed) with
+    channels-last images; see ``frogs.models.prepare_for_device`` for the module.
     """
     params = list(module.parameters() if params is None else params)
     optimizer = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    scheduler = None
+    if final_lr is not None and epochs > 1:
+        gamma = (final_lr / lr) ** (1.0 / (epochs - 1))
+        scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma)
     device = inputs.device
     amp = amp and device.type == "cuda"
     if amp and inputs.ndim == 4:
         inputs = inputs.contiguous(memory_format=torch.channels_last)
     autocast = partial(torch.autocast, "cuda", dtype=torch.bfloat16) if amp else nullcontext
     n = len(inputs)
+    num_clean = n if num_clean is None else num_clean
+    slot_generator = torch.Generator().manual_seed(slot_seed)
     module.train()
     bar = tqdm(total=epochs, desc=progress, leave=False, disable=progress is None)
     for epoch in range(epochs):
-        order = torch.randperm(n, generator=generator).to(device)
-        for start in range(0, n, batch_size):
-            batch = order[start : start + batch_size]
+        for batch in epoch_batches(num_clean, n - num_clean, batch_size, generator, slot_generator):
+            batch = batch.to(device)
             with autocast():
                 logits = module(inputs[batch])
             loss = nn.functional.cross_entropy(logits.float(), labels[batch])
@@ -73,6 +109,8 @@ def fit(
             optimizer.step()
         if not torch.isfinite(loss):
             raise NumericalError(f"training loss became {loss.item()} in epoch {epoch + 1}")
+        if scheduler is not None:
+            scheduler.step()
         if on_epoch is not None:
             on_epoch(epoch)
         bar.update()

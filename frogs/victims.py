@@ -13,14 +13,15 @@ import copy
 import logging
 import math
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 
 from frogs.cache import ArtifactCache
-from frogs.data import ImageData, per_class_subset
+from frogs.data import ImageData, duplicated_test_images, per_class_subset
 from frogs.models import FeatureClassifier
+from frogs.pretrain import CleanModel
 from frogs.records import stable_hash
 from frogs.registry import Registry
 from frogs.settings import DatasetSettings, VictimSettings
@@ -43,6 +44,9 @@ def boundary_angle_deg(clean: torch.Tensor, poisoned: torch.Tensor, task: Task) 
     return math.degrees(math.acos(float(cosine.clamp(-1.0, 1.0))))
 
 
+MIN_CLEAN_TRAIN_ACCURACY = 0.99  # the paper's clean model fits its training set (App. F: 100 %)
+
+
 @dataclass
 class PoisonedVictim:
     """A retrained victim: how it classifies, its head, and the angle after each epoch."""
@@ -54,15 +58,34 @@ class PoisonedVictim:
     features: nn.Module | None = None
 
 
+@dataclass(frozen=True)
+class Control:
+    """The clean-retrained control: the same training run as a poisoned one, without poisons.
+
+    ``head_per_epoch`` is its final layer after every epoch (the reference of the per-epoch
+    angle); ``drift_deg`` is its boundary's angle to the clean model's before retraining (0 for
+    the transfer victim, whose control *is* the clean head).
+    """
+
+    predict: nn.Module
+    head_per_epoch: list[torch.Tensor]
+    drift_deg: float
+
+
 class Victim:
-    """Shared parts: the task's training data, the clean classifier, evaluation on the test set."""
+    """Shared parts: the task's training data, the clean classifier, evaluation on the test set.
+
+    The accuracy set is the task's test images minus those duplicated in the training split
+    (footnote 3); each trial further leaves out its own target and bases' source images
+    (``accuracy(..., exclude=...)``).
+    """
 
     default_task_classes = "pair"
 
     def __init__(
         self,
         settings: VictimSettings,
-        model: FeatureClassifier,
+        clean: CleanModel,
         data: ImageData,
         task: Task,
         dataset: DatasetSettings,
@@ -71,21 +94,33 @@ class Victim:
         seed: int,
         amp: bool = False,
     ) -> None:
-        self.settings, self.model, self.data, self.task = settings, model, data, task
+        self.settings, self.clean_model, self.data, self.task = settings, clean, data, task
+        self.model = clean.model
         self.device, self.seed, self.amp = device, seed, amp
-        train_idx = per_class_subset(
-            data.train_y, task.classes, dataset.train_per_class, dataset.subsample_seed
-        )
+        train_idx = self.training_indices(clean, data, task, dataset)
+        duplicated = duplicated_test_images(data)
+        self.test_duplicates_removed = int(duplicated.sum())
         test_idx = per_class_subset(
             data.test_y, task.classes, dataset.test_per_class, dataset.subsample_seed
         )
+        test_idx = test_idx[~duplicated[test_idx]]
+        self.train_idx, self.test_idx = train_idx, test_idx
         self.train_x = data.train_x[train_idx].to(device)
         self.train_y = task.to_task_labels(data.train_y[train_idx]).to(device)
         self.test_x = data.test_x[test_idx].to(device)
         self.test_y = task.to_task_labels(data.test_y[test_idx]).to(device)
+        self.usable_test = ~duplicated
         self.cache = cache
-        for p in model.parameters():
+        for p in self.model.parameters():
             p.requires_grad_(False)
+
+    def training_indices(
+        self, clean: CleanModel, data: ImageData, task: Task, dataset: DatasetSettings
+    ) -> torch.Tensor:
+        """Dataset train indices the victim trains on (transfer: ``dataset.train_per_class``)."""
+        return per_class_subset(
+            data.train_y, task.classes, dataset.train_per_class, dataset.subsample_seed
+        )
 
     def feature_fn(self, x: torch.Tensor) -> torch.Tensor:
         """f(x) of the clean model: the space in which poisons are crafted."""
@@ -95,22 +130,36 @@ class Victim:
         """Class probabilities (task order) of the clean victim."""
         raise NotImplementedError
 
-    def clean_accuracy(self) -> float:
+    def clean_classifier(self) -> nn.Module:
+        """The clean victim before any retraining, mapping images to task logits."""
+        raise NotImplementedError
+
+    def control(self) -> Control:
+        """The clean-retrained control (built once per job, cached where it is expensive)."""
         raise NotImplementedError
 
     def clean_head_parameters(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Weight and bias of the clean victim's final layer (task order)."""
         return self.clean_head.weight.detach(), self.clean_head.bias.detach()
 
-    def poisoned_accuracy(self, victim: PoisonedVictim) -> float:
-        raise NotImplementedError
-
     def retrain(self, poisons: torch.Tensor, progress: bool = False) -> PoisonedVictim:
         raise NotImplementedError
 
-    def accuracy(self, classify: nn.Module, inputs: torch.Tensor) -> float:
-        predictions = predict_in_batches(classify, inputs).argmax(1)
-        return float((predictions == self.test_y).float().mean())
+    def test_predictions(self, classify: nn.Module) -> torch.Tensor:
+        """Predicted task rows of ``classify`` on the accuracy set (images -> logits)."""
+        return predict_in_batches(classify, self.test_x).argmax(1)
+
+    def accuracy(self, predictions: torch.Tensor, exclude: torch.Tensor | None = None) -> float:
+        """Accuracy of test-set predictions, leaving out the dataset test indices ``exclude``."""
+        keep = torch.ones(len(self.test_idx), dtype=torch.bool)
+        if exclude is not None:
+            keep &= ~torch.isin(self.test_idx, exclude.cpu())
+        keep = keep.to(predictions.device)
+        return float((predictions[keep] == self.test_y[keep]).float().mean())
+
+    def accuracy_set_size(self, exclude: torch.Tensor) -> int:
+        """Images in the accuracy set of a trial that leaves out ``exclude``."""
+        return int((~torch.isin(self.test_idx, exclude.cpu())).sum())
 
     def poisoned_labels(self, num_poisons: int) -> torch.Tensor:
         """Clean training labels followed by the base label of every poison (clean-label)."""
@@ -125,8 +174,9 @@ class Victim:
         on_epoch,
         progress: str | None,
     ) -> None:
-        """Train with the victim's settings; same seed and batch order for every trial, so clean
-        and poisoned runs shuffle alike."""
+        """Train with the victim's settings. Every run (clean control and each poisoned trial)
+        starts from the same seed and sees the same clean batches in the same order; poisons, the
+        rows after the clean training set, join fixed batches (``frogs.train.epoch_batches``)."""
         torch.manual_seed(self.seed)
         fit(
             module,
@@ -136,11 +186,20 @@ class Victim:
             lr=self.settings.lr,
             batch_size=self.settings.batch_size,
             weight_decay=self.settings.weight_decay,
+            num_clean=len(self.train_y),
+            slot_seed=self.seed + 1,
             generator=torch.Generator().manual_seed(self.seed),
             on_epoch=on_epoch,
             progress=progress,
             amp=self.amp,
         )
+
+    def angles(self, control: Control, trajectory: list[torch.Tensor]) -> list[float]:
+        """Boundary angle of the poisoned run to the control, epoch by epoch (Fig. 2b)."""
+        return [
+            boundary_angle_deg(c, p, self.task)
+            for c, p in zip(control.head_per_epoch, trajectory, strict=True)
+        ]
 
 
 @VICTIMS.register("transfer")
@@ -153,15 +212,14 @@ class TransferVictim(Victim):
         super().__init__(*args, **kwargs)
         self.train_features = self._cached_features("train", self.train_x)
         self.test_features = self._cached_features("test", self.test_x)
-        self.clean_trajectory: list[torch.Tensor] = []
-        self.clean_head = self._fit_head(
-            self.train_features, self.train_y, self.clean_trajectory, progress=False
-        )
+        trajectory: list[torch.Tensor] = []
+        self.clean_head = self._fit_head(self.train_features, self.train_y, trajectory, False)
+        self._control = Control(self.clean_classifier(), trajectory, 0.0)
         log.info(
             "transfer victim: %d features, %d clean training samples, clean accuracy %.4f",
             self.model.feature_dim,
             len(self.train_y),
-            self.clean_accuracy(),
+            self.accuracy(self.clean_head(self.test_features).argmax(1)),
         )
 
     def _cached_features(self, split: str, inputs: torch.Tensor) -> torch.Tensor:
@@ -198,8 +256,16 @@ class TransferVictim(Victim):
         with torch.no_grad():
             return torch.softmax(self.clean_head(self.model.features(x)), 1)
 
-    def clean_accuracy(self) -> float:
-        return self.accuracy(self.clean_head, self.test_features)
+    def clean_classifier(self) -> nn.Module:
+        return nn.Sequential(_Features(self.model), self.clean_head)
+
+    def control(self) -> Control:
+        return self._control
+
+    def test_predictions(self, classify: nn.Module) -> torch.Tensor:
+        head = classify[1] if isinstance(classify, nn.Sequential) else classify
+        with torch.no_grad():
+            return head(self.test_features).argmax(1)
 
     def retrain(self, poisons: torch.Tensor, progress: bool = False) -> PoisonedVictim:
         with torch.no_grad():
@@ -208,20 +274,13 @@ class TransferVictim(Victim):
         labels = self.poisoned_labels(len(poisons))
         trajectory: list[torch.Tensor] = []
         head = self._fit_head(features, labels, trajectory, progress)
-        angles = [
-            boundary_angle_deg(c, p, self.task)
-            for c, p in zip(self.clean_trajectory, trajectory, strict=True)
-        ]
         return PoisonedVictim(
             predict=nn.Sequential(_Features(self.model), head),
             head_weight=head.weight.detach(),
             head_bias=head.bias.detach(),
-            angle_per_epoch=angles,
+            angle_per_epoch=self.angles(self._control, trajectory),
             features=_Features(self.model),
         )
-
-    def poisoned_accuracy(self, victim: PoisonedVictim) -> float:
-        return self.accuracy(victim.predict[1], self.test_features)
 
 
 class _Features(nn.Module):
@@ -249,7 +308,12 @@ def sliced_classifier(model: FeatureClassifier, task: Task) -> FeatureClassifier
 
 @VICTIMS.register("end_to_end")
 class EndToEndVictim(Victim):
-    """The whole network retrained warm-start from the clean model on clean data + poisons."""
+    """The whole network retrained warm-start from the clean model on clean data + poisons.
+
+    It retrains on exactly the images the clean model was trained on (restricted to the task's
+    classes), so retraining adds the poisons and nothing else the model has not seen. Its control
+    is the same retraining without poisons, built once and cached for every job that shares it.
+    """
 
     default_task_classes = "all"
 
@@ -257,46 +321,100 @@ class EndToEndVictim(Victim):
         super().__init__(*args, **kwargs)
         self.clean = sliced_classifier(self.model, self.task).eval()
         self.clean_head = self.clean.head
-        self._clean_accuracy = self.accuracy(self.clean, self.test_x)
+        train_acc = self.clean_model.train_accuracy
+        if train_acc is not None and train_acc < MIN_CLEAN_TRAIN_ACCURACY:
+            log.warning(
+                "the clean model fits only %.2f %% of its %d training images (the paper's: "
+                "100 %%, App. F); retraining will mix ordinary learning into the poisoning. Use a "
+                "longer pretraining recipe (model/pretrain=cpu or paper)",
+                100 * train_acc,
+                len(self.train_y),
+            )
+        self._control: Control | None = None
         log.info(
-            "end-to-end victim: %d clean training samples, clean accuracy %.4f",
+            "end-to-end victim: %d clean training samples (the clean model's own), clean "
+            "accuracy %.4f",
             len(self.train_y),
-            self._clean_accuracy,
+            self.accuracy(self.test_predictions(self.clean)),
         )
+
+    def training_indices(
+        self, clean: CleanModel, data: ImageData, task: Task, dataset: DatasetSettings
+    ) -> torch.Tensor:
+        if clean.train_indices is None:
+            log.warning(
+                "the clean model's training images are unknown (external weights); the "
+                "end-to-end victim retrains on dataset.train_per_class images instead"
+            )
+            return super().training_indices(clean, data, task, dataset)
+        indices = clean.train_indices
+        return indices[torch.isin(data.train_y[indices], torch.tensor(task.classes))]
 
     def clean_probs(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             return torch.softmax(self.clean(x), 1)
 
-    def clean_accuracy(self) -> float:
-        return self._clean_accuracy
+    def clean_classifier(self) -> nn.Module:
+        return self.clean
 
-    def retrain(self, poisons: torch.Tensor, progress: bool = False) -> PoisonedVictim:
+    def _train(self, poisons: torch.Tensor | None, progress: str | None):
         victim = copy.deepcopy(self.clean)
         for p in victim.parameters():
             p.requires_grad_(True)
-        inputs = torch.cat([self.train_x, poisons])
-        labels = self.poisoned_labels(len(poisons))
-        clean_weight = self.clean.head.weight.detach()
-        angles: list[float] = []
+        count = 0 if poisons is None else len(poisons)
+        inputs = self.train_x if poisons is None else torch.cat([self.train_x, poisons])
+        trajectory: list[torch.Tensor] = []
         self.fit_victim(
             victim,
             inputs,
-            labels,
-            on_epoch=lambda _: angles.append(
-                boundary_angle_deg(clean_weight, victim.head.weight.detach(), self.task)
-            ),
-            progress="retrain" if progress else None,
+            self.poisoned_labels(count),
+            on_epoch=lambda _: trajectory.append(victim.head.weight.detach().clone()),
+            progress=progress,
         )
         for p in victim.parameters():
             p.requires_grad_(False)
+        return victim.eval(), trajectory
+
+    def control(self) -> Control:
+        if self._control is None:
+            key = stable_hash(
+                {
+                    "clean_model": self.clean_model.sha256
+                    or stable_hash(
+                        {k: float(v.double().sum()) for k, v in self.model.state_dict().items()}
+                    ),
+                    "victim": asdict(self.settings),
+                    "seed": self.seed,
+                    "classes": list(self.task.classes),
+                    "train": self.train_idx.tolist(),
+                }
+            )
+
+            def build() -> dict[str, torch.Tensor]:
+                log.info("clean-retrain control: retraining without poisons (once per job)")
+                victim, trajectory = self._train(None, "control")
+                state = {f"model.{k}": v.cpu() for k, v in victim.state_dict().items()}
+                state["head_per_epoch"] = torch.stack(trajectory).cpu()
+                return state
+
+            state = self.cache.get_or_build("controls", key, build, {"victim": "end_to_end"})
+            predict = copy.deepcopy(self.clean)
+            predict.load_state_dict(
+                {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}
+            )
+            predict = predict.to(self.device).eval()
+            heads = list(state["head_per_epoch"].to(self.device))
+            drift = boundary_angle_deg(self.clean.head.weight.detach(), heads[-1], self.task)
+            self._control = Control(predict, heads, drift)
+        return self._control
+
+    def retrain(self, poisons: torch.Tensor, progress: bool = False) -> PoisonedVictim:
+        control = self.control()
+        victim, trajectory = self._train(poisons, "retrain" if progress else None)
         return PoisonedVictim(
             predict=victim,
             head_weight=victim.head.weight.detach(),
             head_bias=victim.head.bias.detach(),
-            angle_per_epoch=angles,
+            angle_per_epoch=self.angles(control, trajectory),
             features=_Features(victim),
         )
-
-    def poisoned_accuracy(self, victim: PoisonedVictim) -> float:
-        return self.accuracy(victim.predict, self.test_x)

@@ -1,4 +1,4 @@
-"""The crafting maths: Eq. 1 / Algorithm 1, its constraints, watermarking and β scaling."""
+"""The crafting maths: Eq. 1 / Algorithm 1, the budget, watermarking, β scaling, 8-bit poisons."""
 
 from __future__ import annotations
 
@@ -9,9 +9,13 @@ from frogs.attack import (
     dimension_scaled_beta,
     feature_collision,
     proximal_step,
+    run_feature_collision,
     watermark,
 )
+from frogs.authors import INITIAL_STEP, authors_beta
+from frogs.budget import Budget, quantize
 from frogs.errors import ConfigError, NumericalError
+from frogs.settings import AttackSettings
 
 
 @pytest.fixture
@@ -34,20 +38,31 @@ def test_proximal_step_matches_closed_form():
     assert grad.abs().max() < 1e-5
 
 
+def transcribed(feature_fn, target, base, iters, update):
+    """One poison crafted by a plain loop: ``update(x, grad)`` is the step under test, applied to
+    the gradient of ‖f(x) − f(t)‖² (the reference every batched variant is checked against)."""
+    target_features = feature_fn(target.unsqueeze(0))
+    x = base.unsqueeze(0).clone()
+    for _ in range(iters):
+        x.requires_grad_(True)
+        loss = (feature_fn(x) - target_features).pow(2).sum()
+        (grad,) = torch.autograd.grad(loss, x)
+        x = update(x.detach(), grad)
+    return x[0]
+
+
 def test_plain_crafting_is_algorithm_1(tiny_feature_fn, images):
     target, bases = images
     lr, beta, iters = 0.05, 0.4, 12
     result = feature_collision(tiny_feature_fn, target, bases, iters=iters, lr=lr, beta=beta)
-    target_features = tiny_feature_fn(target.unsqueeze(0))
     for i, base in enumerate(bases):
-        x = base.unsqueeze(0).clone()
-        for _ in range(iters):
-            x.requires_grad_(True)
-            loss = (tiny_feature_fn(x) - target_features).pow(2).sum()
-            (grad,) = torch.autograd.grad(loss, x)
-            x_hat = x.detach() - lr * grad  # forward step
-            x = ((x_hat + lr * beta * base) / (1 + lr * beta)).clamp(0, 1)  # backward step
-        assert torch.allclose(result.poisons[i], x[0], atol=1e-5), f"poison {i} deviates"
+
+        def update(x, grad, base=base):
+            x_hat = x - lr * grad  # forward step
+            return ((x_hat + lr * beta * base) / (1 + lr * beta)).clamp(0, 1)  # backward step
+
+        x = transcribed(tiny_feature_fn, target, base, iters, update)
+        assert torch.allclose(result.poisons[i], x, atol=1e-5), f"poison {i} deviates"
     assert result.iters_run == iters
 
 
@@ -58,15 +73,74 @@ def test_feature_distance_falls_and_pixels_stay_in_range(tiny_feature_fn, images
     assert result.poisons.min() >= 0.0 and result.poisons.max() <= 1.0
 
 
+def test_sign_step_crafting_is_projected_sign_descent(tiny_feature_fn, images):
+    """``step="sign"`` with an L∞ budget: x ← clip_[0,1](clip_ε(x − λ·sign(∇‖f(x) − f(t)‖²)))."""
+    target, bases = images
+    lr, eps, iters = 1 / 255, 4 / 255, 8
+    result = feature_collision(
+        tiny_feature_fn,
+        target,
+        bases,
+        iters=iters,
+        lr=lr,
+        beta=0.3,  # ignored: under L∞ the clip replaces the proximal step
+        budget=Budget("linf", eps),
+        step="sign",
+    )
+    for i, base in enumerate(bases):
+
+        def update(x, grad, base=base):
+            x_hat = x - lr * grad.sign()
+            return torch.minimum(torch.maximum(x_hat, base - eps), base + eps).clamp(0, 1)
+
+        x = transcribed(tiny_feature_fn, target, base, iters, update)
+        assert torch.allclose(result.poisons[i], x, atol=1e-5), f"poison {i} deviates"
+    assert result.iters_run == iters
+    moved = (result.poisons - bases).abs()
+    assert moved.max() == pytest.approx(eps, abs=1e-6), "the poisons should reach the ball's edge"
+
+
 def test_linf_poisons_stay_within_eps(tiny_feature_fn, images):
     target, bases = images
     eps = 4 / 255
     result = feature_collision(
-        tiny_feature_fn, target, bases, iters=50, lr=0.5, beta=0.0, constraint="linf", eps=eps
+        tiny_feature_fn, target, bases, iters=50, lr=0.5, beta=0.0, budget=Budget("linf", eps)
     )
     assert (result.poisons - bases).abs().max() <= eps + 1e-6
     assert (result.final_distance < result.start_distance).all()
     assert result.poisons.min() >= 0.0 and result.poisons.max() <= 1.0
+
+
+def test_l2_budget_poisons_stay_within_eps(tiny_feature_fn, images):
+    target, bases = images
+    eps = 0.05
+    kwargs = dict(iters=30, lr=10.0, beta=0.01)
+    free = feature_collision(tiny_feature_fn, target, bases, **kwargs)
+    bounded = feature_collision(tiny_feature_fn, target, bases, budget=Budget("l2", eps), **kwargs)
+    free_norms = (free.poisons - bases).flatten(1).norm(dim=1)
+    norms = (bounded.poisons - bases).flatten(1).norm(dim=1)
+    assert (free_norms > eps).all(), "without the radius the poisons go further: a real test"
+    assert (norms <= eps + 1e-6).all()
+    assert (norms >= eps - 1e-4).any(), "the radius should be active"
+    assert (bounded.final_distance < bounded.start_distance).all()
+    assert bounded.poisons.min() >= 0.0 and bounded.poisons.max() <= 1.0
+
+
+def test_l2_budget_crafting_is_proximal_then_projected(tiny_feature_fn, images):
+    target, bases = images
+    lr, beta, eps, iters = 10.0, 0.01, 0.05, 6
+    result = feature_collision(
+        tiny_feature_fn, target, bases, iters=iters, lr=lr, beta=beta, budget=Budget("l2", eps)
+    )
+    for i, base in enumerate(bases):
+
+        def update(x, grad, base=base):
+            x = proximal_step(x - lr * grad, base, lr, beta)
+            delta = x - base
+            return (base + delta * min(1.0, eps / float(delta.norm()))).clamp(0, 1)
+
+        x = transcribed(tiny_feature_fn, target, base, iters, update)
+        assert torch.allclose(result.poisons[i], x, atol=1e-5), f"poison {i} deviates"
 
 
 def test_batched_crafting_equals_one_at_a_time(tiny_feature_fn, images):
@@ -129,13 +203,52 @@ def test_beta_is_scaled_by_dimensions():
     )
 
 
-def test_bad_constraint_and_nan_features(images, tiny_feature_fn):
+def test_bad_step_and_nan_features(images, tiny_feature_fn):
     target, bases = images
-    with pytest.raises(ConfigError, match="constraint='l1'"):
-        feature_collision(tiny_feature_fn, target, bases, constraint="l1")
+    with pytest.raises(ConfigError, match="step='adam'"):
+        feature_collision(tiny_feature_fn, target, bases, step="adam")
+    with pytest.raises(ConfigError, match="norm='l1'"):
+        feature_collision(tiny_feature_fn, target, bases, budget=Budget("l1", 0.1))
 
     def exploding(x):
         return tiny_feature_fn(x) * (x.sum() * float("inf"))
 
     with pytest.raises(NumericalError):
         feature_collision(exploding, target, bases, iters=3)
+
+
+@pytest.mark.parametrize("eps, opacity", [("8/255", 0.0), ("8/255", 0.3), ("2.5/255", 0.3)])
+def test_run_feature_collision_makes_8bit_poisons_within_the_budget(
+    tiny_feature_fn, images, eps, opacity
+):
+    target, bases = images
+    settings = AttackSettings(constraint="linf", eps=eps, quantize=True, iters=30, opacity=opacity)
+    radius = float(eps.split("/")[0]) / 255
+    output = run_feature_collision(settings, tiny_feature_fn, target, bases, feature_dim=16)
+    poisons, starts = output.result.poisons, output.watermarked
+    assert torch.allclose(starts, quantize(opacity * target + (1 - opacity) * bases), atol=1e-6)
+    for images_8bit in (poisons, starts):
+        levels = images_8bit * 255
+        assert (levels - levels.round()).abs().max() <= 1e-4, "not on the 8-bit levels k/255"
+    assert (poisons - starts).abs().max() <= radius + 1e-6
+    assert poisons.min() >= 0.0 and poisons.max() <= 1.0
+    assert not torch.equal(poisons, starts), "crafting should move the poisons"
+    assert output.budget == Budget("linf", radius)
+    assert output.beta is None  # L∞: no proximal pull
+    # the reported distance is that of the rounded poisons
+    target_features = tiny_feature_fn(target.unsqueeze(0))
+    expected = (tiny_feature_fn(poisons) - target_features).norm(dim=1)
+    assert torch.allclose(output.result.final_distance, expected, atol=1e-6)
+    assert (output.result.final_distance < output.result.start_distance).all()
+
+
+def test_run_feature_collision_with_the_authors_recipe(tiny_feature_fn, images):
+    target, bases = images
+    settings = AttackSettings(
+        recipe="authors", constraint="l2", eps=None, lr=INITIAL_STEP, iters=5, quantize=True
+    )
+    output = run_feature_collision(settings, tiny_feature_fn, target, bases, feature_dim=16)
+    assert output.beta == pytest.approx(authors_beta(0.25, 16, target.numel()))
+    levels = output.result.poisons * 255
+    assert (levels - levels.round()).abs().max() <= 1e-4
+    assert 1 <= output.result.iters_run <= 5

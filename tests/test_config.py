@@ -30,11 +30,30 @@ def test_groups_have_the_names_other_code_relies_on():
     assert "smoke" in GROUPS["debug"]
 
 
+# Presets compose an option of another name (attack=feature_collision_authors runs the
+# feature_collision attack with the official code's recipe).
+PRESETS = {
+    "feature_collision_authors": "feature_collision",
+    "feature_collision_e2e": "feature_collision",
+}
+
+
 @pytest.mark.parametrize("group", ["model", "attack", "victim"])
 def test_every_option_composes(group):
     for option in GROUPS[group]:
         settings = compose_settings(f"{group}={option}")
-        assert getattr(settings, group).name == option
+        assert getattr(settings, group).name == PRESETS.get(option, option)
+
+
+def test_authors_preset_is_the_official_code_in_its_units():
+    attack = compose_settings("attack=feature_collision_authors").attack
+    assert attack.recipe == "authors"
+    assert attack.lr == 500 * 255 and attack.beta0 == 0.25 and attack.stop_distance == 2.9
+
+
+def test_default_budget_is_eight_levels_linf():
+    attack = compose_settings().attack
+    assert (attack.constraint, attack.eps, attack.quantize) == ("linf", "8/255", True)
 
 
 def test_default_is_the_transfer_one_shot_on_fashion_mnist():

@@ -13,10 +13,35 @@ import pytest
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
+def poison_fields(
+    l2: float = 1.5, linf: float = 10 / 255, psnr: float | None = 32.0, ssim: float = 0.95
+) -> dict[str, float | None]:
+    """``poison_<metric>_<to>_<mean|worst>`` with the worst poison vs its base as given;
+    the means and the values against the crafting start are a little less visible."""
+    fields: dict[str, float | None] = {}
+    for to, shrink in (("base", 1.0), ("start", 0.8)):
+        worst = {
+            "l2": l2 * shrink,
+            "linf": linf * shrink,
+            "linf255": linf * 255 * shrink,
+            "psnr": None if psnr is None else psnr + 5 * (1 - shrink),
+            "ssim": min(1.0, ssim + (1 - shrink) / 20),
+        }
+        mean = {
+            **{metric: 0.9 * worst[metric] for metric in ("l2", "linf", "linf255")},
+            "psnr": None if psnr is None else worst["psnr"] + 0.5,
+            "ssim": min(1.0, worst["ssim"] + 0.005),
+        }
+        for metric, value in worst.items():
+            fields[f"poison_{metric}_{to}_mean"] = mean[metric]
+            fields[f"poison_{metric}_{to}_worst"] = value
+    return fields
+
+
 def make_record(index: int = 0, **overrides: Any) -> dict[str, Any]:
-    """One complete ``ok`` schema-1 record; ``overrides`` replace or add fields."""
+    """One complete ``ok`` schema-2 record; ``overrides`` replace or add fields."""
     record: dict[str, Any] = {
-        "schema": 1,
+        "schema": 2,
         "trial_id": f"t{index:06d}",
         "job_id": "job0",
         "trial_index": index,
@@ -27,50 +52,70 @@ def make_record(index: int = 0, **overrides: Any) -> dict[str, Any]:
         "model": "alexnet_cifar",
         "attack": "feature_collision",
         "victim": "end_to_end",
-        "target_class": "bird",
-        "base_class": "dog",
-        "target_label": 2,
-        "base_label": 5,
-        "task_classes": list(CLASSES),
-        "target_index": 100 + index,
-        "base_indices": [1, 2, 3],
         "target_selection": "random",
-        "outlier_rank": None,
+        "recipe": "algorithm1",
         "num_poisons": 50,
         "opacity": 0.3,
         "beta0": 0.25,
-        "beta": 0.25,
         "iters": 1000,
-        "lr": 0.01,
-        "stop_distance": None,
-        "constraint": "l2",
-        "eps": None,
+        "step": "sign",
+        "lr": 0.5 / 255,
+        "stop_distance_setting": None,
+        "constraint": "linf",
+        "eps": 8 / 255,
+        "eps_255": 8.0,
+        "quantize": True,
         "multi_base": True,
         "optimize": True,
         "lr_decay": False,
         "retrain_epochs": 10,
         "retrain_lr": 1.85e-5,
         "seed": 0,
+        "pretrain_epochs": 24,
+        "pretrain_schedule": "exponential",
+        "target_class": "bird",
+        "base_class": "dog",
+        "target_label": 2,
+        "base_label": 5,
+        "task_classes": list(CLASSES),
+        "clean_model_source": "pretrained",
+        "clean_model_sha256": "f" * 64,
+        "clean_model_weights": "alexnet_cifar-cpu.pt",
+        "clean_train_acc": 0.99,
+        "clean_test_acc": 0.80,
+        "stop_distance": None,
+        "victim_train_size": 20000,
+        "test_duplicates_removed": 3,
+        "target_index": 100 + index,
+        "base_indices": [1, 2, 3],
+        "outlier_rank": None,
+        "beta": 0.25,
         "success": True,
         "target_pred": "dog",
         "target_base_prob": 0.8,
+        "target_true_prob": 0.1,
         "target_base_prob_clean": 0.05,
         "target_true_prob_clean": 0.9,
-        "target_true_prob": 0.1,
+        "control_success": False,
+        "control_target_pred": "bird",
+        "control_target_base_prob": 0.06,
         "clean_acc_before": 0.80,
+        "clean_acc_control": 0.795,
         "clean_acc_after": 0.79,
+        "accuracy_set_size": 9996,
         "angular_deviation_deg": 5.0,
         "angular_deviation_per_epoch": [1.0, 2.0, 3.0],
+        "control_drift_deg": 1.5,
         "feat_dist_before": 30.0,
         "feat_dist_after": 3.0,
-        "input_dist_l2": 2.0,
-        "input_dist_linf": 0.1,
+        "feat_dist_after_max": 4.0,
+        **poison_fields(),
         "craft_iters_run": 1000,
+        "poisons_path": None,
+        "features_path": None,
         "craft_s": 1.0,
         "retrain_s": 2.0,
         "eval_s": 0.5,
-        "poisons_path": None,
-        "features_path": None,
         "frogs_version": "0.1.0",
         "git_sha": "abc1234",
         "torch_version": "2.14.1",
@@ -79,6 +124,50 @@ def make_record(index: int = 0, **overrides: Any) -> dict[str, Any]:
         "slurm_job_id": None,
         "finished_at": f"2026-01-01T00:{index // 60 % 60:02d}:{index % 60:02d}Z",
     }
+    record.update(overrides)
+    return record
+
+
+#: Schema-2 fields that a schema-1 record does not have.
+SCHEMA2_ONLY = (
+    "recipe",
+    "step",
+    "eps_255",
+    "quantize",
+    "stop_distance_setting",
+    "pretrain_epochs",
+    "pretrain_schedule",
+    "clean_model_source",
+    "clean_model_sha256",
+    "clean_model_weights",
+    "clean_train_acc",
+    "clean_test_acc",
+    "victim_train_size",
+    "test_duplicates_removed",
+    "control_success",
+    "control_target_pred",
+    "control_target_base_prob",
+    "clean_acc_control",
+    "accuracy_set_size",
+    "control_drift_deg",
+    "feat_dist_after_max",
+    *poison_fields(),
+)
+
+
+def make_old_record(index: int = 0, **overrides: Any) -> dict[str, Any]:
+    """One ``ok`` schema-1 record (docs/records.md before the budget and perceptibility
+    fields): ``stop_distance`` a setting, ``eps`` only for linf, ``input_dist_*``."""
+    record = {k: v for k, v in make_record(index).items() if k not in SCHEMA2_ONLY}
+    record.update(
+        schema=1,
+        lr=0.01,
+        stop_distance=None,
+        constraint="l2",
+        eps=None,
+        input_dist_l2=2.0,
+        input_dist_linf=0.1,
+    )
     record.update(overrides)
     return record
 
@@ -92,12 +181,20 @@ def failed(record: dict[str, Any], error: str = "RuntimeError: boom") -> dict[st
         "target_base_prob_clean",
         "target_true_prob_clean",
         "target_true_prob",
+        "control_success",
+        "control_target_pred",
+        "control_target_base_prob",
         "clean_acc_before",
+        "clean_acc_control",
         "clean_acc_after",
+        "accuracy_set_size",
         "angular_deviation_deg",
         "angular_deviation_per_epoch",
+        "control_drift_deg",
         "feat_dist_before",
         "feat_dist_after",
+        "feat_dist_after_max",
+        *poison_fields(),
     ]
     return {**record, "status": "failed", "error": error, **dict.fromkeys(nulls)}
 
@@ -127,6 +224,7 @@ def synthetic_records(n: int, seed: int = 0) -> list[dict[str, Any]]:
             success=bool(success[i]),
             target_true_prob_clean=float(rng.random()),
             angular_deviation_per_epoch=rng.random(10).round(4).tolist(),
+            **poison_fields(psnr=float(28 + 8 * rng.random()), ssim=float(0.8 + rng.random() / 5)),
         )
         out.append(failed(record) if fail[i] else record)
     return out
@@ -146,6 +244,12 @@ def write_jsonl(path: Path, records: Iterable[dict[str, Any]], tail: str = "") -
 def record() -> Callable[..., dict[str, Any]]:
     """Factory for one record: ``record(index, **overrides)``."""
     return make_record
+
+
+@pytest.fixture
+def old_record() -> Callable[..., dict[str, Any]]:
+    """Factory for one schema-1 record: ``old_record(index, **overrides)``."""
+    return make_old_record
 
 
 @pytest.fixture

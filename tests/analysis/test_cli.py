@@ -30,14 +30,30 @@ def test_prints_counts_and_table(sweep, capsys) -> None:
     assert "read 15 records from 2 file(s): 15 trials (14 ok, 1 failed)" in out
     assert "1 malformed line(s) skipped" in out
     assert "0.700  0.397   0.892" in out
+    header = out.splitlines()[2].split()
+    assert header[-4:] == ["psnr_median", "linf255_max", "ssim_median", "control_successes"]
+    assert "32.00       10.00      0.9500" in out  # the fixture's worst poison vs its base
+
+
+def test_old_records_print_rates_without_perceptibility(write_job, old_record, capsys) -> None:
+    job = write_job([old_record(i, success=i < 3, num_poisons=1 + i % 2) for i in range(6)])
+    assert main([str(job)]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[2].split() == [
+        "num_poisons", "n", "successes", "rate", "ci_low", "ci_high",
+    ]  # fmt: skip
 
 
 def test_writes_table_figures_and_report(sweep, tmp_path, capsys) -> None:
     out = tmp_path / "out"
     assert main([str(sweep), "--by", "num_poisons", "--out", str(out), "--report", "-q"]) == 0
     table = pd.read_csv(out / "success.csv")
-    assert list(table.columns) == ["num_poisons", "n", "successes", "rate", "ci_low", "ci_high"]
+    assert list(table.columns) == [
+        "num_poisons", "n", "successes", "rate", "ci_low", "ci_high",
+        "psnr_median", "linf255_max", "ssim_median", "control_successes",
+    ]  # fmt: skip
     assert table.values.tolist()[0][:4] == [10, 10, 7, 0.7]
+    assert table.values.tolist()[0][6:] == [32.0, 10.0, 0.95, 0]
     assert (out / "fig_poison_count.png").exists() and (out / "fig_poison_count.pdf").exists()
     if pytest.importorskip("pyarrow"):
         assert pd.read_parquet(out / "success.parquet").equals(table)
@@ -45,6 +61,9 @@ def test_writes_table_figures_and_report(sweep, tmp_path, capsys) -> None:
     assert page.count("data:image/png;base64,") >= 3
     assert "attack.num_poisons" in page and "abc1234" in page
     assert "fig_poison_grid" in page  # listed as skipped, with the reason
+    assert "<th>psnr_median</th>" in page and "<td>32.00</td>" in page
+    assert "worst (most visible) poison of each trial" in page and "median across" in page
+    assert "control_successes</code> counts" in page
 
 
 def test_report_without_hydra_config_lists_parameters(write_job, make_trials, tmp_path) -> None:
@@ -52,6 +71,14 @@ def test_report_without_hydra_config_lists_parameters(write_job, make_trials, tm
     assert main([str(job), "--out", str(tmp_path / "out"), "--report", "--no-figures"]) == 0
     page = (tmp_path / "out/report.html").read_text()
     assert "record parameter columns" in page and "Figures were not drawn" in page
+    assert "eps_255" in page and "pretrain_schedule" in page and "ffffffff" in page
+
+
+def test_report_of_old_records_has_no_perceptibility_note(write_job, old_record, tmp_path):
+    job = write_job([old_record(i, success=i == 0) for i in range(2)])
+    assert main([str(job), "--out", str(tmp_path / "out"), "--report", "--no-figures"]) == 0
+    page = (tmp_path / "out/report.html").read_text()
+    assert "Success rates" in page and "psnr_median" not in page and "worst" not in page
 
 
 def test_empty_directory_is_one_error_line(tmp_path, capsys) -> None:

@@ -49,6 +49,40 @@ def test_figure_written_as_png_and_pdf(function, stem, rich, tmp_path) -> None:
     assert not list(tmp_path.glob(".*tmp"))
 
 
+@pytest.fixture
+def budgets(make_trials) -> pd.DataFrame:
+    """A sweep of the budget radius (linf 2, 4, 8 /255; l2 without a radius), with PSNRs."""
+    records = []
+    for k, radius in enumerate((2.0, 4.0, 8.0)):
+        for psnr in (40.0 - 3 * k, 38.0 - 3 * k, None):
+            records += make_trials(
+                k, 2, start=len(records), eps=radius / 255, eps_255=radius,
+                poison_psnr_base_worst=psnr,
+            )  # fmt: skip
+    records += make_trials(1, 2, start=len(records), constraint="l2", eps=None, eps_255=None)
+    return frame_of(records)
+
+
+def test_perceptibility_figure_when_eps_varies(budgets, tmp_path, caplog) -> None:
+    with caplog.at_level(logging.INFO, logger="analysis"):
+        paths = analysis.plot_perceptibility(budgets, tmp_path)
+    assert [p.name for p in paths] == ["fig_perceptibility.png", "fig_perceptibility.pdf"]
+    assert "2 trial(s) without eps_255 left out" in caplog.text
+
+
+def test_perceptibility_figure_without_psnr_draws_success_only(budgets, tmp_path, caplog):
+    frame = budgets.drop(columns="poison_psnr_base_worst")
+    with caplog.at_level(logging.INFO, logger="analysis"):
+        assert analysis.plot_perceptibility(frame, tmp_path) is not None
+    assert "drawing success only" in caplog.text
+
+
+def test_make_figures_draws_perceptibility_only_when_eps_varies(budgets, rich, tmp_path):
+    assert "fig_perceptibility" in make_figures(budgets, tmp_path / "varied").written
+    skipped = make_figures(rich, tmp_path / "fixed").skipped
+    assert "more than one distinct eps_255 (found: 8)" in skipped["fig_perceptibility"]
+
+
 SKIPS = {
     "plot_poison_count": (lambda f: f.assign(num_poisons=5), "more than one distinct num_poisons"),
     "plot_outliers": (lambda f: f.drop(columns="target_true_prob_clean"), "target_true_prob_clean"),
@@ -59,6 +93,7 @@ SKIPS = {
         lambda f: f.drop(columns="angular_deviation_per_epoch"),
         "angular_deviation_per_epoch",
     ),
+    "plot_perceptibility": (lambda f: f, "more than one distinct eps_255"),
     "plot_poison_grid": (lambda f: f, "poisons_path"),
     "plot_feature_space": (lambda f: f, "features_path"),
 }
@@ -85,6 +120,18 @@ def test_transfer_draws_one_panel_when_only_angles(rich, tmp_path, caplog) -> No
     with caplog.at_level(logging.INFO, logger="analysis"):
         assert analysis.plot_transfer(frame, tmp_path) is not None
     assert "angular deviation only" in caplog.text
+
+
+def test_figures_from_old_records(old_record, tmp_path) -> None:
+    records = [
+        old_record(i, success=i % 3 == 0, num_poisons=(1, 10)[i % 2], constraint="linf", eps=e)
+        for i, e in enumerate([2 / 255, 8 / 255] * 4)
+    ]
+    figures = make_figures(frame_of(records), tmp_path)
+    assert {"fig_poison_count", "fig_clean_accuracy", "fig_transfer"} - set(figures.written) == {
+        "fig_transfer"
+    }
+    assert "lack eps_255" in figures.skipped["fig_perceptibility"]
 
 
 def test_tensor_figures_from_saved_files(tensor_job, tmp_path) -> None:
@@ -140,7 +187,7 @@ def test_projection_keeps_the_decision_boundary() -> None:
 def test_make_figures_reports_written_and_skipped(rich, tmp_path) -> None:
     figures = make_figures(rich, tmp_path)
     assert set(figures.written) == set(FIGURES.values())
-    assert set(figures.skipped) == {"fig_poison_grid", "fig_feature_space"}
+    assert set(figures.skipped) == {"fig_perceptibility", "fig_poison_grid", "fig_feature_space"}
     assert "poisons_path" in figures.skipped["fig_poison_grid"]
 
 

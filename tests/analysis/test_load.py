@@ -111,3 +111,17 @@ def test_only_malformed_lines_is_an_error(write_job) -> None:
     job = write_job([], tail="{broken\n")
     with pytest.raises(NoRecordsError, match="no well-formed trial record"):
         load_records(job)
+
+
+def test_old_records_get_eps_255(parser, write_job, old_record, record) -> None:
+    records = [
+        old_record(0, constraint="linf", eps=2 / 255),
+        old_record(1),  # l2 without a radius
+        record(2, eps=8 / 255, eps_255=8.0),
+    ]
+    frame = load_records(write_job(records)).frame.set_index("trial_id")
+    assert frame.loc["t000000", "eps_255"] == 2.0
+    assert pd.isna(frame.loc["t000001", "eps_255"])
+    assert frame.loc["t000002", "eps_255"] == 8.0
+    assert str(frame["control_success"].dtype) == "boolean"
+    assert frame["control_success"].isna().tolist() == [True, True, False]

@@ -64,7 +64,7 @@ def test_full_disk_leaves_only_whole_records(tmp_path, monkeypatch, raise_error)
 def test_job_stopped_by_a_full_disk_resumes_when_space_returns(tmp_path, warm_cache, monkeypatch):
     settings = tiny_settings("trials=3", f"cache_dir={copy_cache(warm_cache, tmp_path / 'c')}")
     results = tmp_path / "run" / "results.jsonl"
-    disk = FullDisk(3000, raise_error=True)  # one record (~2 kB) fits, the second does not
+    disk = FullDisk(5500, raise_error=True)  # one record (~3.6 kB) fits, the second does not
     monkeypatch.setattr(records_module, "os", disk)
     with pytest.raises(OutputError, match="No space left on device"):
         run(settings, tmp_path / "run")

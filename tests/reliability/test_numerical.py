@@ -103,6 +103,8 @@ def test_crafting_overflow_through_the_cli_records_failed_trials(tmp_path, warm_
     result = run_frogs(
         *TINY,
         "trials=2",
+        "attack.constraint=l2",  # the proximal step runs only under the L2 budget
+        "attack.eps=null",
         "attack.beta0=1e45",
         f"cache_dir={warm_cache}",
         f"hydra.run.dir={tmp_path / 'run'}",
