@@ -147,6 +147,7 @@ def _pretrain(
         epochs=pre.epochs,
         lr=pre.lr,
         final_lr=pre.final_lr if pre.schedule == "exponential" else None,
+        hold_epochs=pre.hold_epochs if pre.schedule == "exponential" else 0,
         batch_size=pre.batch_size,
         weight_decay=pre.weight_decay,
         generator=torch.Generator().manual_seed(pre.seed),

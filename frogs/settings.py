@@ -41,15 +41,16 @@ class DatasetSettings:
 class PretrainSettings:
     """How frogs trains the clean model when no ready weights are configured.
 
-    ``schedule``: ``constant`` keeps ``lr``; ``exponential`` decays it every epoch from ``lr`` to
-    ``final_lr`` in the last epoch (the paper's App. F: a decaying rate whose final value, 1.85e-5,
-    is the end-to-end victim's retraining rate).
+    ``schedule``: ``constant`` keeps ``lr``; ``exponential`` keeps ``lr`` for ``hold_epochs``, then
+    decays it every epoch to ``final_lr`` in the last epoch (the paper's App. F: a decaying rate
+    whose final value, 1.85e-5, is the end-to-end victim's retraining rate).
     """
 
     epochs: int = 2
     lr: float = 1e-3
     final_lr: float | None = None
     schedule: str = "constant"
+    hold_epochs: int = 0
     batch_size: int = 128
     train_per_class: int | None = 2000
     weight_decay: float = 0.0
@@ -240,6 +241,12 @@ def validate(settings: JobSettings) -> JobSettings:
     _require_choice(pretrain.schedule, "model.pretrain.schedule", SCHEDULES)
     if pretrain.schedule == "exponential":
         _require_positive(pretrain.final_lr, "model.pretrain.final_lr")
+    _require_positive(pretrain.hold_epochs, "model.pretrain.hold_epochs", allow_zero=True)
+    if pretrain.epochs and pretrain.hold_epochs >= pretrain.epochs:
+        raise ConfigError(
+            f"model.pretrain.hold_epochs={pretrain.hold_epochs} is not allowed with "
+            f"model.pretrain.epochs={pretrain.epochs}; expected fewer hold epochs than epochs"
+        )
     _require_choice(settings.model.on_missing_weights, "model.on_missing_weights", MISSING_WEIGHTS)
     _require_positive(pretrain.batch_size, "model.pretrain.batch_size")
     for name in ("train_per_class", "test_per_class"):

@@ -65,6 +65,7 @@ def fit(
     generator: torch.Generator,
     weight_decay: float = 0.0,
     final_lr: float | None = None,
+    hold_epochs: int = 0,
     num_clean: int | None = None,
     slot_seed: int = 0,
     params: Iterable[nn.Parameter] | None = None,
@@ -77,7 +78,8 @@ def fit(
     ``generator`` (a CPU generator) fixes the shuffling, so two runs with equal seeds see equal
     batches. Rows from ``num_clean`` on (poisons) are placed by ``epoch_batches`` into fixed slots
     drawn from ``slot_seed``, leaving the clean batches as they are without them. ``final_lr``
-    decays the rate exponentially, epoch by epoch, from ``lr`` to ``final_lr`` in the last epoch.
+    decays the rate exponentially, epoch by epoch, from ``lr`` (kept for the first
+    ``hold_epochs``) to ``final_lr`` in the last epoch.
     A non-finite loss raises NumericalError rather than training on garbage. ``amp`` (CUDA only,
     ignored on the CPU) runs the forward pass under bf16 autocast (no loss scaling needed) with
     channels-last images; see ``frogs.models.prepare_for_device`` for the module.
@@ -85,9 +87,12 @@ def fit(
     params = list(module.parameters() if params is None else params)
     optimizer = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     scheduler = None
-    if final_lr is not None and epochs > 1:
-        gamma = (final_lr / lr) ** (1.0 / (epochs - 1))
-        scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma)
+    held = max(hold_epochs - 1, 0)  # the first epoch always runs at ``lr``
+    if final_lr is not None and epochs - 1 - held > 0:
+        gamma = (final_lr / lr) ** (1.0 / (epochs - 1 - held))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda epoch: gamma ** max(0, epoch - held)
+        )
     device = inputs.device
     amp = amp and device.type == "cuda"
     if amp and inputs.ndim == 4:

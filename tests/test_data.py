@@ -97,3 +97,16 @@ def test_fashion_mnist_found_offline_from_debian(tmp_path, monkeypatch):
     assert data.train_x.shape == (60000, 1, 28, 28) and data.test_x.shape == (10000, 1, 28, 28)
     assert "Ankle boot" in data.class_names
     assert (tmp_path / "FashionMNIST" / "raw" / "train-images-idx3-ubyte").is_file()
+
+
+def test_test_images_that_duplicate_training_images_are_found():
+    """Footnote 3: exact (8-bit) duplicates between the splits are flagged, nothing else."""
+    from frogs.data import duplicated_test_images, make_image_data
+
+    gen = torch.Generator().manual_seed(0)
+    train = torch.randint(0, 256, (20, 1, 6, 6), generator=gen).float() / 255
+    test = torch.randint(0, 256, (6, 1, 6, 6), generator=gen).float() / 255
+    test[1], test[4] = train[3], train[17]
+    test[2] = (train[5] + 1 / 255).clamp(0, 1)  # a near-duplicate is not an exact one
+    data = make_image_data("t", ["a", "b"], (train, torch.zeros(20)), (test, torch.zeros(6)))
+    assert duplicated_test_images(data).tolist() == [False, True, False, False, True, False]

@@ -1,13 +1,13 @@
-"""Real Fashion-MNIST runs: the transfer one-shot kill and an end-to-end job, through ``run``.
+"""Real Fashion-MNIST runs through ``run``: the default is clean-label, the attack still works where
+the budget allows it, the angle's noise floor is low, and an end-to-end job records its control.
 
-The transfer test is statistical: seed fixed, 20 targets, the default configuration (#training
-samples 2x50 = 100 below the extractor's live features). Measured here: 17/20 = 0.85 (seed 0);
-the bound 0.6 leaves room for platform noise while failing if the attack stops working.
+Statistical tests fix their seeds; each bound states the value measured here (2-core CPU).
 """
 
 from __future__ import annotations
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 
 from frogs.cli import CONFIG_DIR
@@ -16,6 +16,8 @@ from frogs.experiment import run
 from tests.conftest import requires_fashion_mnist
 
 pytestmark = [pytest.mark.slow, requires_fashion_mnist]
+
+PAPER_ANGLE_DEG = 23.0  # Fig. 2: the transfer one-shot kill's mean final boundary rotation
 
 
 def default_settings(session_cache, *overrides: str):
@@ -27,20 +29,64 @@ def default_settings(session_cache, *overrides: str):
     return to_settings(cfg)
 
 
-def test_transfer_one_shot_kill_succeeds_on_most_targets(session_cache, tmp_path):
-    settings = default_settings(session_cache, "trials=20", "save_poisons=false")
+def test_default_poisons_are_clean_label_within_the_default_budget(session_cache, tmp_path):
+    """The default: L-inf <= 8/255 of the base, 8-bit images. Measured (seed 0, 5 targets): every
+    poison at exactly 8/255, PSNR 30.7-31.5 dB, SSIM 0.845-0.969; success 0/5."""
+    records = run(default_settings(session_cache, "trials=5", "save_poisons=true"), tmp_path)
+    assert [r["status"] for r in records] == ["ok"] * 5
+    for record in records:
+        assert (record["constraint"], record["eps_255"], record["quantize"]) == ("linf", 8, True)
+        # opacity 0 and 8-bit data: the crafting start is the base itself
+        assert record["poison_linf255_base_worst"] <= 8 + 1e-4
+        assert record["poison_linf255_start_worst"] <= 8 + 1e-4
+        assert record["poison_psnr_base_worst"] >= 20 * torch.log10(torch.tensor(255 / 8)) - 1e-3
+        assert record["poison_ssim_base_worst"] >= 0.75
+        saved = torch.load(tmp_path / record["poisons_path"], weights_only=True)
+        levels = saved["poisons"] * 255
+        assert (levels - levels.round()).abs().max() < 1e-3, "poisons are 8-bit images"
+        assert (saved["poisons"] - saved["bases"]).abs().max() <= 8 / 255 + 1e-6
+        assert record["clean_acc_after"] >= record["clean_acc_before"] - 0.02
+    print("default one-shot success:", sum(r["success"] for r in records), "/ 5")
+
+
+def test_one_shot_kill_still_works_where_no_budget_binds(session_cache, tmp_path):
+    """Algorithm 1 without a radius (the old default) collides features and poisons the head, at
+    the price of visible poisons. Measured (seed 0, 10 targets): 4/10 successes, median final
+    feature distance 0.03 of the start, worst PSNR 7.7-11.3 dB; the same targets with the
+    bases unmodified (attack.optimize=false) give 0/10."""
+    settings = default_settings(
+        session_cache,
+        "trials=10",
+        "save_poisons=false",
+        "attack.constraint=l2",
+        "attack.eps=null",
+        "attack.step=gradient",
+        "attack.lr=0.01",
+    )
     records = run(settings, tmp_path)
     ok = [r for r in records if r["status"] == "ok"]
-    assert len(ok) == 20
+    assert len(ok) == 10
     rate = sum(r["success"] for r in ok) / len(ok)
-    print(f"transfer one-shot success rate: {rate:.2f}")
-    assert rate >= 0.6
+    print(f"unbounded one-shot success rate: {rate:.2f}")
+    assert rate >= 0.2
     shrink = sorted(r["feat_dist_after"] / r["feat_dist_before"] for r in ok)
-    assert shrink[len(shrink) // 2] < 0.1  # the median poison lands close to its target
-    assert all(r["clean_acc_before"] > 0.95 for r in ok)
+    assert shrink[len(shrink) // 2] < 0.3
+    assert sorted(r["poison_psnr_base_worst"] for r in ok)[5] < 20, "these poisons are visible"
 
 
-def test_end_to_end_job_completes_and_records(session_cache, tmp_path):
+def test_transfer_angle_noise_floor_is_far_below_the_papers_signal(session_cache, tmp_path):
+    """An unmodified base image as the 'poison' (attack.optimize=false): the poisoned head sees
+    the control's batches plus one innocuous image, so it barely rotates. Measured (seed 0, 5
+    targets): 0.05, 0.05, 4.98, 0.06, 0.05 degrees (mean 1.0) against the paper's 23."""
+    settings = default_settings(
+        session_cache, "trials=5", "save_poisons=false", "attack.optimize=false"
+    )
+    angles = [r["angular_deviation_deg"] for r in run(settings, tmp_path)]
+    assert sum(angles) / len(angles) < 5.0
+    assert max(angles) < PAPER_ANGLE_DEG / 2
+
+
+def test_end_to_end_job_records_its_control(session_cache, tmp_path):
     settings = default_settings(
         session_cache,
         "victim=end_to_end",
@@ -50,7 +96,8 @@ def test_end_to_end_job_completes_and_records(session_cache, tmp_path):
         "attack.iters=50",
         "victim.epochs=2",
         "victim.lr=1e-4",
-        "dataset.train_per_class=40",
+        "model.pretrain.train_per_class=100",
+        "model.pretrain.epochs=3",
         "dataset.test_per_class=50",
         "save_features=true",
         "feature_sample=20",
@@ -60,8 +107,11 @@ def test_end_to_end_job_completes_and_records(session_cache, tmp_path):
     for record in records:
         assert record["scenario"] == "end_to_end"
         assert len(record["task_classes"]) == 10
+        assert record["victim_train_size"] == 10 * 100  # the clean model's own training set
         assert len(record["angular_deviation_per_epoch"]) == 2
-        assert 0.0 <= record["clean_acc_after"] <= 1.0
-        assert record["input_dist_l2"] > 0
+        for key in ("clean_acc_before", "clean_acc_control", "clean_acc_after"):
+            assert 0.0 <= record[key] <= 1.0
+        assert record["accuracy_set_size"] == 10 * 50 - 1 - 5
+        assert record["poison_linf255_start_worst"] <= 8 + 1e-4
         assert (tmp_path / record["features_path"]).is_file()
     assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 2
