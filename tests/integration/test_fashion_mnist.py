@@ -98,7 +98,6 @@ def test_end_to_end_job_records_its_control(session_cache, tmp_path):
         "victim.lr=1e-4",
         "model.pretrain.train_per_class=100",
         "model.pretrain.epochs=3",
-        "dataset.test_per_class=50",
         "save_features=true",
         "feature_sample=20",
     )
@@ -111,7 +110,10 @@ def test_end_to_end_job_records_its_control(session_cache, tmp_path):
         assert len(record["angular_deviation_per_epoch"]) == 2
         for key in ("clean_acc_before", "clean_acc_control", "clean_acc_after"):
             assert 0.0 <= record[key] <= 1.0
-        assert record["accuracy_set_size"] == 10 * 50 - 1 - 5
+        # every test image (no Fashion-MNIST test image duplicates a training one) but the
+        # target and the 5 bases
+        assert record["test_duplicates_removed"] == 0
+        assert record["accuracy_set_size"] == 10_000 - 1 - 5
         assert record["poison_linf255_start_worst"] <= 8 + 1e-4
         assert (tmp_path / record["features_path"]).is_file()
     assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 2

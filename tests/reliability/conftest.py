@@ -32,7 +32,16 @@ TINY = [
 ]
 
 # Fields that legitimately differ between two runs of the same trial.
-VOLATILE = {"craft_s", "retrain_s", "eval_s", "finished_at", "host", "slurm_job_id"}
+# clean_model_source says whether this job trained the shared clean model or found it cached.
+VOLATILE = {
+    "craft_s",
+    "retrain_s",
+    "eval_s",
+    "finished_at",
+    "host",
+    "slurm_job_id",
+    "clean_model_source",
+}
 
 
 def frogs_env() -> dict[str, str]:
