@@ -3,6 +3,8 @@ and an accuracy set that never holds the trial's own target or bases."""
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from frogs.experiment import run
@@ -45,8 +47,19 @@ def test_end_to_end_records_carry_the_clean_retrain_control(synthetic_settings, 
         assert record["clean_train_acc"] is not None
 
 
+class Messages(logging.Handler):
+    """Collects what frogs logs, whatever an earlier test did to the logging configuration."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
 def test_end_to_end_control_is_built_once_and_an_underfit_clean_model_is_flagged(
-    synthetic_settings, tmp_path, caplog
+    synthetic_settings, tmp_path
 ):
     synthetic_settings.victim.name = "end_to_end"
     synthetic_settings.victim.epochs = 1
@@ -54,11 +67,18 @@ def test_end_to_end_control_is_built_once_and_an_underfit_clean_model_is_flagged
     synthetic_settings.trials = 1
     synthetic_settings.model.pretrain.epochs = 1  # fits about 75 % of its training set
     synthetic_settings.dataset.target_class = "c2"  # a class that model classifies correctly
-    with caplog.at_level("INFO"):
+    frogs_logger, handler = logging.getLogger("frogs"), Messages()
+    level = frogs_logger.level
+    frogs_logger.addHandler(handler)
+    frogs_logger.setLevel(logging.INFO)
+    try:
         run(synthetic_settings, tmp_path / "first")
         synthetic_settings.attack.num_poisons = 2  # another job, same victim: same control
         run(synthetic_settings, tmp_path / "second")
-    messages = [r.getMessage() for r in caplog.records]
+    finally:
+        frogs_logger.removeHandler(handler)
+        frogs_logger.setLevel(level)
+    messages = handler.messages
     assert sum("cache miss controls/" in m for m in messages) == 1
     assert sum("cache hit controls/" in m for m in messages) == 1
     assert any("fits only 75.00 %" in m and "training images" in m for m in messages)

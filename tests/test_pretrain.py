@@ -131,12 +131,17 @@ def test_cache_key_follows_loaded_weights_and_architecture():
 def test_compose_recipes_and_overrides():
     assert compose_settings([]).model.pretrain.epochs == 2
     cpu = compose_settings(["model/pretrain=cpu"]).model.pretrain
-    assert (cpu.epochs, cpu.train_per_class, cpu.schedule) == (24, 2000, "exponential")
+    assert (cpu.epochs, cpu.train_per_class, cpu.schedule, cpu.hold_epochs) == (
+        22,
+        2000,
+        "exponential",
+        14,
+    )
     assert cpu.final_lr == pytest.approx(1.85e-5) and cpu.lr == pytest.approx(1e-3)
     paper = compose_settings(["model/pretrain=paper", "model.pretrain.epochs=5"]).model.pretrain
     assert (paper.epochs, paper.train_per_class, paper.batch_size) == (5, None, 128)
     resnet = compose_settings(["model=resnet18", "model/pretrain=cpu"]).model
-    assert resnet.name == "resnet18" and resnet.pretrain.epochs == 24
+    assert resnet.name == "resnet18" and resnet.pretrain.epochs == 22
     inception = compose_settings(["model=inception_v3"]).model
     assert inception.pretrain.epochs == 0 and inception.on_missing_weights == "error"
 
