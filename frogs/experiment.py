@@ -93,7 +93,8 @@ class Job:
         """The control's test predictions, computed by the first trial that needs them (a control
         that fails to train fails each trial, recorded, like any other numerical failure)."""
         if self._control_predictions is None:
-            self._control_predictions = self.victim.test_predictions(self.victim.control().predict)
+            control = self.victim.control(progress=self.settings.progress)
+            self._control_predictions = self.victim.test_predictions(control.predict)
         return self._control_predictions
 
 

@@ -134,7 +134,7 @@ class Victim:
         """The clean victim before any retraining, mapping images to task logits."""
         raise NotImplementedError
 
-    def control(self) -> Control:
+    def control(self, progress: bool = False) -> Control:
         """The clean-retrained control (built once per job, cached where it is expensive)."""
         raise NotImplementedError
 
@@ -259,7 +259,7 @@ class TransferVictim(Victim):
     def clean_classifier(self) -> nn.Module:
         return nn.Sequential(_Features(self.model), self.clean_head)
 
-    def control(self) -> Control:
+    def control(self, progress: bool = False) -> Control:
         return self._control
 
     def test_predictions(self, classify: nn.Module) -> torch.Tensor:
@@ -375,7 +375,7 @@ class EndToEndVictim(Victim):
             p.requires_grad_(False)
         return victim.eval(), trajectory
 
-    def control(self) -> Control:
+    def control(self, progress: bool = False) -> Control:
         if self._control is None:
             key = stable_hash(
                 {
@@ -392,7 +392,7 @@ class EndToEndVictim(Victim):
 
             def build() -> dict[str, torch.Tensor]:
                 log.info("clean-retrain control: retraining without poisons (once per job)")
-                victim, trajectory = self._train(None, "control")
+                victim, trajectory = self._train(None, "control" if progress else None)
                 state = {f"model.{k}": v.cpu() for k, v in victim.state_dict().items()}
                 state["head_per_epoch"] = torch.stack(trajectory).cpu()
                 return state
@@ -409,7 +409,7 @@ class EndToEndVictim(Victim):
         return self._control
 
     def retrain(self, poisons: torch.Tensor, progress: bool = False) -> PoisonedVictim:
-        control = self.control()
+        control = self.control(progress)
         victim, trajectory = self._train(poisons, "retrain" if progress else None)
         return PoisonedVictim(
             predict=victim,
