@@ -24,14 +24,9 @@ log = logging.getLogger(__name__)
 
 def job_settings(overrides: list[str]):
     """Compose the frogs config as the CLI would (``frogs <overrides>``) into typed settings."""
-    from hydra import compose, initialize_config_dir
+    from frogs.config import compose_settings
 
-    from frogs.cli import CONFIG_DIR
-    from frogs.config import to_settings
-
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=overrides)
-    return to_settings(cfg)
+    return compose_settings(overrides)
 
 
 def base_overrides(cache_dir: str | None) -> list[str]:

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from frogs.authors import authors_beta, authors_feature_collision
-from frogs.budget import Budget, quantize, quantize_within
+from frogs.budget import Budget, per_image, quantize, quantize_within
 from frogs.errors import ConfigError, NumericalError
 from frogs.registry import Registry
 from frogs.settings import AttackSettings, resolved_eps
@@ -53,10 +52,6 @@ def proximal_step(x_hat: torch.Tensor, base: torch.Tensor, lr: torch.Tensor | fl
     factor ½ relative to Eq. 1's ``β‖x - b‖²`` is absorbed into β.
     """
     return (x_hat + lr * beta * base) / (1 + lr * beta)
-
-
-def _per_sample(values: torch.Tensor) -> torch.Tensor:
-    return values.reshape(len(values), -1)
 
 
 def _as_image_mask(flags: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -138,7 +133,7 @@ def feature_collision(
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         x = x.detach().requires_grad_(with_grad)
         with torch.set_grad_enabled(with_grad):
-            diff = _per_sample(features(x) - target_features)
+            diff = per_image(features(x) - target_features)
             loss = diff.pow(2).sum(1)
         if not with_grad:  # the last iteration's gradient is never used: skip its backward pass
             return loss, None, x
@@ -189,7 +184,7 @@ def feature_collision(
             continue
         move = active
         if lr_decay:
-            new_objective = new_sq_dist + beta * _per_sample(candidate - bases).pow(2).sum(1)
+            new_objective = new_sq_dist + beta * per_image(candidate - bases).pow(2).sum(1)
             better = new_objective <= objective
             step_size = torch.where(
                 _as_image_mask(move & ~better, step_size), step_size * decay_factor, step_size
@@ -245,7 +240,9 @@ def run_feature_collision(
         starts = quantize(starts)
     input_dim = target.numel()
     if settings.recipe == "authors" and settings.optimize:
-        beta = authors_beta(settings.beta0, feature_dim, input_dim)
+        from frogs.authors import authors_feature_collision  # it builds on this module
+
+        beta = dimension_scaled_beta(settings.beta0, feature_dim, input_dim)  # on [0, 255] pixels
         poisons, start, final, iters_run = authors_feature_collision(
             feature_fn,
             target,

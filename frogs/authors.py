@@ -25,7 +25,8 @@ from collections.abc import Callable
 import torch
 from tqdm.auto import tqdm
 
-from frogs.budget import Budget
+from frogs.attack import dimension_scaled_beta
+from frogs.budget import Budget, per_image
 
 PIXEL_SCALE = 255.0
 INITIAL_STEP = 500.0 * PIXEL_SCALE
@@ -34,9 +35,9 @@ DECAY = 0.5
 RELATIVE_TOLERANCE = 1e-10
 
 
-def authors_beta(beta0: float, feature_dim: int, input_dim: int) -> float:
-    """The code's ``coeff_sim_inp = β0 · (D_feat / D_in)²``, in [0, 255] pixel units."""
-    return beta0 * (feature_dim / input_dim) ** 2
+# The code's ``coeff_sim_inp = β0 · (D_feat / D_in)²`` is Sec. 4.1's dimension scaling; only its
+# units differ (β0 and β on [0, 255] pixels here).
+authors_beta = dimension_scaled_beta
 
 
 def equivalent_beta0_01(beta0_255: float) -> float:
@@ -50,10 +51,6 @@ def equivalent_lr_01(lr_255: float) -> float:
     x₂₅₅ = 255·x₀₁ and ∇₂₅₅ = ∇₀₁ / 255, so x₀₁ ← x₀₁ − (lr₂₅₅ / 255²)·∇₀₁.
     """
     return lr_255 / PIXEL_SCALE**2
-
-
-def _norms(values: torch.Tensor) -> torch.Tensor:
-    return values.reshape(len(values), -1).norm(dim=1)
 
 
 def authors_feature_collision(
@@ -95,7 +92,7 @@ def authors_feature_collision(
         return grad
 
     def objective(x255: torch.Tensor, distance: torch.Tensor) -> torch.Tensor:
-        return distance + beta * _norms(x255 - base)
+        return distance + beta * per_image(x255 - base).norm(dim=1)
 
     image_shape = (-1, *([1] * (base.ndim - 1)))
     x = base.clone()
@@ -114,7 +111,8 @@ def authors_feature_collision(
             x_new = x_new.clamp(0.0, PIXEL_SCALE)
             if budget is not None:
                 x_new = budget.project(x_new / PIXEL_SCALE, base / PIXEL_SCALE) * PIXEL_SCALE
-            relative_change = _norms(x_new - x) / _norms(x_new).clamp_min(1e-30)
+            change, size = per_image(x_new - x).norm(dim=1), per_image(x_new).norm(dim=1)
+            relative_change = change / size.clamp_min(1e-30)
             stopped = relative_change < RELATIVE_TOLERANCE
             if threshold is not None:
                 stopped |= current <= threshold

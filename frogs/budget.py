@@ -40,11 +40,6 @@ class Budget:
         """The radius in the authors' [0, 255] pixel units (2/255 -> 2.0)."""
         return None if self.eps is None else self.eps * LEVELS
 
-    def describe(self) -> str:
-        if self.eps is None:
-            return f"{self.norm} (no hard radius)"
-        return f"{self.norm} <= {self.eps:.6g} ({self.eps_255:.3g}/255)"
-
     def project(self, x: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
         """``x`` moved into the ball around ``start`` and into [0, 1] (per image, batched).
 
@@ -57,18 +52,19 @@ class Budget:
             x = torch.minimum(torch.maximum(x, start - self.eps), start + self.eps)
         else:
             delta = x - start
-            norms = _per_image(delta).norm(dim=1).clamp_min(1e-12)
+            norms = per_image(delta).norm(dim=1).clamp_min(1e-12)
             factor = (self.eps / norms).clamp(max=1.0)
             x = start + delta * factor.view(-1, *([1] * (x.ndim - 1)))
         return x.clamp(0.0, 1.0)
 
     def distance(self, x: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
         """Per-image distance to ``start`` in the budget's norm ([0, 1] pixel units)."""
-        delta = _per_image(x - start)
+        delta = per_image(x - start)
         return delta.abs().amax(dim=1) if self.norm == "linf" else delta.norm(dim=1)
 
 
-def _per_image(values: torch.Tensor) -> torch.Tensor:
+def per_image(values: torch.Tensor) -> torch.Tensor:
+    """A batch (N, ...) as N flat rows, for per-image norms."""
     return values.reshape(len(values), -1)
 
 
@@ -94,14 +90,14 @@ def quantize_within(poisons: torch.Tensor, starts: torch.Tensor, budget: Budget)
         levels = torch.minimum(torch.maximum(levels, start_levels - steps), start_levels + steps)
         return levels.clamp(0, LEVELS) / LEVELS
     delta = poisons.clamp(0.0, 1.0) * LEVELS - start_levels
-    over = _per_image(levels - start_levels).norm(dim=1) > radius
+    over = per_image(levels - start_levels).norm(dim=1) > radius
     if bool(over.any()):
         low = torch.zeros(int(over.sum()), device=poisons.device)
         high = torch.ones_like(low)
         shape = (-1, *([1] * (poisons.ndim - 1)))
         for _ in range(_BISECTION_STEPS):
             mid = (low + high) / 2
-            fits = _per_image(torch.round(mid.view(shape) * delta[over])).norm(dim=1) <= radius
+            fits = per_image(torch.round(mid.view(shape) * delta[over])).norm(dim=1) <= radius
             low, high = torch.where(fits, mid, low), torch.where(fits, high, mid)
         levels[over] = start_levels[over] + torch.round(low.view(shape) * delta[over])
     return levels.clamp(0, LEVELS) / LEVELS

@@ -19,14 +19,12 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from frogs.config import register_schemas, to_settings
+from frogs.config import CONFIG_DIR, register_schemas, to_settings
 from frogs.errors import FrogsError
 from frogs.experiment import run
 from frogs.report import summary_table
 
 log = logging.getLogger("frogs")
-
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 register_schemas()
 

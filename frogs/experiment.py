@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from frogs.attack import ATTACKS, attack_budget
 from frogs.cache import ArtifactCache
-from frogs.data import DATASETS, ImageData, load_dataset
+from frogs.data import DATASETS, ImageData, duplicated_test_images, load_dataset
 from frogs.errors import ConfigError, FrogsError, NumericalError
 from frogs.models import MODELS, prepare_for_device
 from frogs.perceptibility import perceptibility_fields
@@ -141,7 +141,15 @@ def prepare_job(settings: JobSettings, device: torch.device) -> Job:
     data = load_dataset(settings.dataset)
     victim_cls = VICTIMS.get(settings.victim.name)
     task = resolve_task(data, settings.dataset, victim_cls.default_task_classes)
-    base_candidates = torch.nonzero(data.test_y == task.base_label).flatten()
+    # Test images that duplicate training images are never targets, bases or accuracy images.
+    duplicated = duplicated_test_images(data)
+    if duplicated.any():
+        log.info(
+            "left out %d test images that duplicate training images (footnote 3)",
+            int(duplicated.sum()),
+        )
+    usable = ~duplicated
+    base_candidates = torch.nonzero((data.test_y == task.base_label) & usable).flatten()
     # Too few distinct bases fails every trial alike: say so before pretraining, not after.
     attack = settings.attack
     check_enough_bases(len(base_candidates), attack.num_poisons, attack.multi_base)
@@ -158,16 +166,9 @@ def prepare_job(settings: JobSettings, device: torch.device) -> Job:
         cache,
         device,
         settings.seed,
+        duplicated,
         amp=settings.amp,
     )
-    if victim.test_duplicates_removed:
-        log.info(
-            "left out %d test images that duplicate training images (footnote 3)",
-            victim.test_duplicates_removed,
-        )
-    usable = victim.usable_test
-    base_candidates = base_candidates[usable[base_candidates]]
-    check_enough_bases(len(base_candidates), attack.num_poisons, attack.multi_base)
     target_candidates = torch.nonzero((data.test_y == task.target_label) & usable).flatten()
     probs = torch.cat(
         [

@@ -17,15 +17,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
 from frogs import __version__
 from frogs.cache import ArtifactCache
 from frogs.checkpoint import save_checkpoint
-from frogs.cli import CONFIG_DIR, error_line
-from frogs.config import to_settings
+from frogs.cli import error_line
+from frogs.config import compose_settings
 from frogs.data import load_dataset
 from frogs.errors import ConfigError, FrogsError
 from frogs.experiment import configure_threads, resolve_device
@@ -59,12 +58,6 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         print(f"frogs: error: {message} (usage: {self.format_usage().strip()})", file=sys.stderr)
         raise SystemExit(2)
-
-
-def compose_settings(overrides: Sequence[str]) -> JobSettings:
-    """The validated settings ``frogs OVERRIDES`` would run with."""
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        return to_settings(compose("config", overrides=list(overrides)))
 
 
 def checkpoint_meta(settings: JobSettings, data_fingerprint: dict, clean: CleanModel) -> dict:

@@ -174,8 +174,6 @@ def resolved_stop_distance(attack: AttackSettings) -> float | str | None:
     value = attack.stop_distance
     if value is None or value == "auto":
         return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
     try:
         return float(value)
     except (TypeError, ValueError):

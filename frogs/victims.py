@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from frogs.cache import ArtifactCache
-from frogs.data import ImageData, duplicated_test_images, per_class_subset
+from frogs.data import ImageData, per_class_subset
 from frogs.models import FeatureClassifier
 from frogs.pretrain import CleanModel
 from frogs.records import stable_hash
@@ -92,13 +92,15 @@ class Victim:
         cache: ArtifactCache,
         device: torch.device,
         seed: int,
+        duplicated: torch.Tensor,
         amp: bool = False,
     ) -> None:
+        """``duplicated`` marks the test images that duplicate training images
+        (``frogs.data.duplicated_test_images``): they never enter the accuracy set."""
         self.settings, self.clean_model, self.data, self.task = settings, clean, data, task
         self.model = clean.model
         self.device, self.seed, self.amp = device, seed, amp
         train_idx = self.training_indices(clean, data, task, dataset)
-        duplicated = duplicated_test_images(data)
         self.test_duplicates_removed = int(duplicated.sum())
         test_idx = per_class_subset(
             data.test_y, task.classes, dataset.test_per_class, dataset.subsample_seed
@@ -109,7 +111,6 @@ class Victim:
         self.train_y = task.to_task_labels(data.train_y[train_idx]).to(device)
         self.test_x = data.test_x[test_idx].to(device)
         self.test_y = task.to_task_labels(data.test_y[test_idx]).to(device)
-        self.usable_test = ~duplicated
         self.cache = cache
         for p in self.model.parameters():
             p.requires_grad_(False)
@@ -121,6 +122,13 @@ class Victim:
         return per_class_subset(
             data.train_y, task.classes, dataset.train_per_class, dataset.subsample_seed
         )
+
+    def model_identity(self) -> str:
+        """What names the clean model in the keys of caches derived from it (features, control):
+        its checkpoint or cache entry's SHA-256, else a checksum of its weights."""
+        if self.clean_model.sha256:
+            return self.clean_model.sha256
+        return stable_hash({k: float(v.double().sum()) for k, v in self.model.state_dict().items()})
 
     def feature_fn(self, x: torch.Tensor) -> torch.Tensor:
         """f(x) of the clean model: the space in which poisons are crafted."""
@@ -225,7 +233,7 @@ class TransferVictim(Victim):
     def _cached_features(self, split: str, inputs: torch.Tensor) -> torch.Tensor:
         key = stable_hash(
             {
-                "model": {k: float(v.double().sum()) for k, v in self.model.state_dict().items()},
+                "model": self.model_identity(),
                 "inputs": [list(inputs.shape), float(inputs.double().sum())],
             }
         )
@@ -379,10 +387,7 @@ class EndToEndVictim(Victim):
         if self._control is None:
             key = stable_hash(
                 {
-                    "clean_model": self.clean_model.sha256
-                    or stable_hash(
-                        {k: float(v.double().sum()) for k, v in self.model.state_dict().items()}
-                    ),
+                    "clean_model": self.model_identity(),
                     "victim": asdict(self.settings),
                     "seed": self.seed,
                     "classes": list(self.task.classes),

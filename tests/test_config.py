@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ConfigKeyError, ValidationError
 
+from frogs import config as frogs_config
 from frogs.cli import CONFIG_DIR
-from frogs.config import to_settings
 from frogs.errors import ConfigError
 
 GROUPS = {
@@ -18,8 +17,7 @@ GROUPS = {
 
 
 def compose_settings(*overrides: str):
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        return to_settings(compose("config", overrides=list(overrides)))
+    return frogs_config.compose_settings(overrides)
 
 
 def test_groups_have_the_names_other_code_relies_on():

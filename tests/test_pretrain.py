@@ -14,6 +14,7 @@ from torch import nn
 import frogs.pretrain
 from frogs.cache import ArtifactCache
 from frogs.checkpoint import load_checkpoint, save_checkpoint, sidecar_path
+from frogs.config import compose_settings
 from frogs.data import load_dataset
 from frogs.errors import ConfigError
 from frogs.models import build_model
@@ -24,7 +25,6 @@ from frogs.pretrain import (
     load_clean_model,
     model_spec,
 )
-from frogs.pretrain_cli import compose_settings
 from frogs.pretrain_cli import main as pretrain_main
 from frogs.settings import DatasetSettings, ModelSettings
 

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
-from frogs.cli import CONFIG_DIR
-from frogs.config import to_settings
+from frogs.config import compose_settings
 from frogs.experiment import run
 from tests.conftest import requires_fashion_mnist
 
@@ -21,12 +19,9 @@ PAPER_ANGLE_DEG = 23.0  # Fig. 2: the transfer one-shot kill's mean final bounda
 
 
 def default_settings(session_cache, *overrides: str):
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(
-            "config",
-            overrides=[f"cache_dir={session_cache}", "progress=false", "device=cpu", *overrides],
-        )
-    return to_settings(cfg)
+    return compose_settings(
+        [f"cache_dir={session_cache}", "progress=false", "device=cpu", *overrides]
+    )
 
 
 def test_default_poisons_are_clean_label_within_the_default_budget(session_cache, tmp_path):
