@@ -44,6 +44,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--report", action="store_true", help="also write OUT/report.html (needs --out)"
     )
     parser.add_argument("--no-figures", action="store_true", help="do not draw figures")
+    parser.add_argument(
+        "--replication", type=Path, metavar="REPORT.md",
+        help="write the replication report (every claim of the paper beside frogs' number, "
+        "analysis/claims.py) to this Markdown file, its figures under img/ beside it",
+    )  # fmt: skip
+    parser.add_argument(
+        "--notes", type=Path, metavar="NOTES.md",
+        help="Markdown inserted under the replication report's table (measured remarks)",
+    )  # fmt: skip
     verbosity = parser.add_mutually_exclusive_group()
     verbosity.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     verbosity.add_argument("-q", "--quiet", action="store_true", help="warnings only")
@@ -64,12 +73,30 @@ def _error(message: str) -> int:
     return 2
 
 
+def _replication(
+    frame: pd.DataFrame, out: Path, notes: Path | None, argv: Sequence[str] | None
+) -> None:
+    """Write the replication report and print its headline rows."""
+    from analysis.replication import write_replication
+
+    words = list(sys.argv[1:] if argv is None else argv)
+    command = " ".join([PROG, *words])
+    text = notes.read_text() if notes is not None else ""
+    path, results = write_replication(frame, out, command, text)
+    print()
+    for row in results:
+        print(f"claim {row.claim.key} ({row.claim.title}): {row.number} -> {row.verdict}")
+    logger.info("wrote %s", path)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.report and args.out is None:
         parser.error("--report needs --out DIR")
+    if args.notes is not None and args.replication is None:
+        parser.error("--notes needs --replication REPORT.md")
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     logger.setLevel(level)
@@ -81,6 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(result.summary())
     print()
     print(format_table(table))
+    if args.replication is not None:
+        _replication(result.frame, args.replication, args.notes, argv)
     if args.out is None:
         return 0
     from analysis.figures import make_figures

@@ -12,7 +12,7 @@ import io
 import logging
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -77,11 +77,13 @@ def write_table(table: pd.DataFrame, out_dir: Path, stem: str) -> list[Path]:
     return paths
 
 
-def save_figure(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
-    """Save ``fig`` as ``stem.png`` and ``stem.pdf`` in ``out_dir``; return the paths."""
+def save_figure(
+    fig: Figure, out_dir: Path, stem: str, formats: Sequence[str] = FIGURE_FORMATS
+) -> list[Path]:
+    """Save ``fig`` as ``stem.png`` and ``stem.pdf`` (or ``formats``) in ``out_dir``."""
     out_dir = Path(out_dir)
     paths = []
-    for fmt in FIGURE_FORMATS:
+    for fmt in formats:
         paths.append(
             atomic_write(
                 out_dir / f"{stem}.{fmt}",

@@ -39,6 +39,7 @@ PARAM_COLUMNS = (
     "retrain_lr",
     "pretrain_epochs",
     "pretrain_schedule",
+    "pretrain_classes",
 )
 #: Provenance columns reported as distinct values.
 PROVENANCE_COLUMNS = (

@@ -1,4 +1,5 @@
-"""``python -m benchmarks [--quick] [--only craft,transfer,e2e,job,analysis] [--out FILE.json]``.
+"""``python -m benchmarks [--quick] [--only NAME,...] [--out FILE.json]``: NAME among craft,
+transfer, e2e, amp, job, analysis.
 
 Prints the machine and a table of throughputs and ratios (frogs over the bare PyTorch loop, and
 over the adversarial-robustness-toolbox where it has the same attack), all measured in this run.
@@ -23,7 +24,7 @@ from benchmarks.timing import machine
 
 log = logging.getLogger("benchmarks")
 
-BENCHMARKS = ("craft", "transfer", "e2e", "job", "analysis")
+BENCHMARKS = ("craft", "transfer", "e2e", "amp", "job", "analysis")
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,25 @@ def run_all(
         rows.append(
             Row(
                 "end-to-end retrain",
+                "images/s",
+                m.median("frogs"),
+                m.median("bare"),
+                vs_bare=m.ratio("frogs", "bare"),
+            )
+        )
+    if "amp" in only:
+        from benchmarks.train import run_train
+        from frogs.precision import cpu_has_native_bf16
+
+        m = run_train(sizes.e2e_images, sizes.e2e_epochs, sizes.repeats, device, amp=True)
+        native = cpu_has_native_bf16()
+        figures["amp_vs_fp32_bare"] = m.ratio("frogs", "bare")
+        figures["amp_native_bf16"] = native
+        figures["amp_auto"] = native
+        rows.append(
+            Row(
+                f"e2e retrain, bf16 autocast ({'native' if native else 'emulated'} bf16; "
+                f"amp=auto: {'on' if native else 'off'})",
                 "images/s",
                 m.median("frogs"),
                 m.median("bare"),

@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from frogs.budget import Budget, per_image, quantize, quantize_within
 from frogs.errors import ConfigError, NumericalError
+from frogs.precision import autocast, channels_last
 from frogs.registry import Registry
 from frogs.settings import AttackSettings, resolved_eps
 
@@ -111,21 +112,20 @@ def feature_collision(
     [0, 1]. A poison whose feature distance falls below ``stop_distance`` stops moving; crafting
     ends when all have. With ``lr_decay`` a step that increases the Eq. 1 objective is rejected
     and that poison's step size multiplied by ``decay_factor``. ``optimize=False`` returns the
-    bases unchanged (watermark only). ``amp`` (CUDA only, ignored on the CPU) runs ``feature_fn``
-    under bf16 autocast on channels-last images; pixels, steps and distances stay float32.
+    bases unchanged (watermark only). ``amp`` (resolved by ``frogs.precision.resolve_amp``) runs
+    ``feature_fn`` under bf16 autocast on channels-last images; pixels, steps and distances stay
+    float32.
     """
     budget = budget or Budget("l2", None)
     if step not in ("gradient", "sign"):
         raise ConfigError(f"step={step!r} is not allowed; expected gradient or sign")
     bases = bases.detach()
-    amp = amp and bases.is_cuda
-    if amp and bases.ndim == 4:
-        bases = bases.contiguous(memory_format=torch.channels_last)
+    bases = channels_last(bases, amp)
 
     def features(x: torch.Tensor) -> torch.Tensor:
         if not amp:
             return feature_fn(x)
-        with torch.autocast("cuda", dtype=torch.bfloat16):
+        with autocast(True, bases.device):
             return feature_fn(x).float()
 
     def distance_and_grad(

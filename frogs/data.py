@@ -11,6 +11,7 @@ import gzip
 import hashlib
 import logging
 import os
+import pickle
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,6 +35,22 @@ FASHION_MNIST_FILES = (
     "t10k-images-idx3-ubyte",
     "t10k-labels-idx1-ubyte",
 )
+
+
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+CIFAR10_FOLDER = "cifar-10-batches-py"
+CIFAR10_TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 
 
 @dataclass(frozen=True)
@@ -87,12 +104,11 @@ def _stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return tuple(mean.tolist()), tuple(std.tolist())
 
 
-def _as_float_images(array: np.ndarray | torch.Tensor, channels_last: bool) -> torch.Tensor:
-    tensor = torch.as_tensor(np.asarray(array))
+def _as_float_images(array: np.ndarray) -> torch.Tensor:
+    """uint8 images (N, H, W) or (N, C, H, W) as float NCHW pixels in [0, 1]."""
+    tensor = torch.as_tensor(array)
     if tensor.ndim == 3:
         tensor = tensor.unsqueeze(1)
-    elif channels_last:
-        tensor = tensor.permute(0, 3, 1, 2)
     return tensor.contiguous().float().div_(255.0)
 
 
@@ -135,15 +151,23 @@ def _fashion_mnist_raw_dir(settings: DatasetSettings) -> Path | None:
     return None
 
 
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file (the MNIST family's format: big-endian header, then uint8 values) as an array.
+
+    Read directly rather than through torchvision, whose import costs a job a second or more."""
+    raw = bytearray(path.read_bytes())  # writable, so tensors may share its memory
+    dims = raw[3]
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims))
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
+
+
 @DATASETS.register("fashion_mnist")
 def load_fashion_mnist(settings: DatasetSettings) -> ImageData:
     """Fashion-MNIST (28x28 grey): Debian's ``dataset-fashion-mnist``, a root, or a download."""
-    from torchvision.datasets import FashionMNIST
-
     raw = _fashion_mnist_raw_dir(settings)
-    if raw is not None:
-        root = raw.parent.parent
-    elif settings.download:
+    if raw is None and settings.download:
+        from torchvision.datasets import FashionMNIST
+
         root = expand_root(settings.root)
         try:
             FashionMNIST(str(root), train=True, download=True)
@@ -154,26 +178,64 @@ def load_fashion_mnist(settings: DatasetSettings) -> ImageData:
                 f"Download failed ({exc.__class__.__name__}). Install Debian's package "
                 "(apt-get install dataset-fashion-mnist) or set dataset.root / $FROGS_DATA.",
             ) from exc
-    else:
+        raw = root / "FashionMNIST" / "raw"
+    elif raw is None:
         raise _missing(
             "Fashion-MNIST",
             [*data_search_roots(settings), DEBIAN_FASHION_MNIST],
             "Install Debian's package (apt-get install dataset-fashion-mnist), set dataset.root, "
             "or allow dataset.download=true when online.",
         )
-    splits = [FashionMNIST(str(root), train=flag, download=False) for flag in (True, False)]
+    try:
+        arrays = [read_idx(raw / name) for name in FASHION_MNIST_FILES]
+    except (OSError, ValueError, IndexError) as exc:
+        raise DataNotFoundError(
+            f"Fashion-MNIST under {raw} is incomplete or corrupt ({exc}); expected the official "
+            "IDX files"
+        ) from exc
+    splits = [(arrays[0], arrays[1]), (arrays[2], arrays[3])]
     return make_image_data(
         "fashion_mnist",
-        splits[0].classes,
-        *[(_as_float_images(s.data, False), torch.as_tensor(s.targets)) for s in splits],
+        FASHION_MNIST_CLASSES,
+        *[(_as_float_images(x), torch.as_tensor(y.astype(np.int64))) for x, y in splits],
     )
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles plain containers and numpy arrays only: a CIFAR-10 batch needs nothing else, and
+    a hostile file in the data root cannot name any other callable to run."""
+
+    _ALLOWED = frozenset(
+        {
+            ("numpy.core.multiarray", "_reconstruct"),
+            ("numpy._core.multiarray", "_reconstruct"),
+            ("numpy", "ndarray"),
+            ("numpy", "dtype"),
+        }
+    )
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a CIFAR-10 batch")
+        return super().find_class(module, name)
+
+
+def _unpickle_arrays(path: Path) -> dict:
+    with open(path, "rb") as handle:
+        return _ArrayUnpickler(handle, encoding="latin1").load()
+
+
+def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One pickled CIFAR-10 batch as (N, 3, 32, 32) uint8 images and int64 labels."""
+    batch = _unpickle_arrays(path)
+    images = np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+    return images, np.asarray(batch["labels"], dtype=np.int64)
 
 
 @DATASETS.register("cifar10")
 def load_cifar10(settings: DatasetSettings) -> ImageData:
-    """CIFAR-10 (32x32 RGB) from a root with ``cifar-10-batches-py`` (``$FROGS_DATA``) or online."""
-    from torchvision.datasets import CIFAR10
-
+    """CIFAR-10 (32x32 RGB) from a root with ``cifar-10-batches-py`` (``$FROGS_DATA``) or online
+    (torchvision downloads it; the files are read directly, without importing torchvision)."""
     roots = data_search_roots(settings)
     root = next((r for r in roots if (r / "cifar-10-batches-py").is_dir()), None)
     if root is None:
@@ -184,6 +246,8 @@ def load_cifar10(settings: DatasetSettings) -> ImageData:
                 "Set dataset.root or $FROGS_DATA to a folder holding cifar-10-batches-py, "
                 "or allow dataset.download=true when online.",
             )
+        from torchvision.datasets import CIFAR10
+
         root = roots[0]
         try:
             CIFAR10(str(root), train=True, download=True)
@@ -194,17 +258,24 @@ def load_cifar10(settings: DatasetSettings) -> ImageData:
                 f"Download failed ({exc.__class__.__name__}). Set dataset.root or $FROGS_DATA to a "
                 "folder holding cifar-10-batches-py.",
             ) from exc
+    folder = root / CIFAR10_FOLDER
     try:
-        splits = [CIFAR10(str(root), train=flag, download=False) for flag in (True, False)]
-    except RuntimeError as exc:
+        train = [_read_cifar_batch(folder / name) for name in CIFAR10_TRAIN_FILES]
+        test = _read_cifar_batch(folder / "test_batch")
+        classes = _unpickle_arrays(folder / "batches.meta")["label_names"]
+    except (OSError, EOFError, KeyError, TypeError, ValueError, pickle.UnpicklingError) as exc:
         raise DataNotFoundError(
             f"CIFAR-10 under {root} is incomplete or corrupt ({exc}); expected the official "
             "cifar-10-batches-py files"
         ) from exc
+    splits = [
+        (np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train])),
+        test,
+    ]
     return make_image_data(
         "cifar10",
-        splits[0].classes,
-        *[(_as_float_images(s.data, True), torch.as_tensor(s.targets)) for s in splits],
+        classes,
+        *[(_as_float_images(x), torch.as_tensor(y)) for x, y in splits],
     )
 
 

@@ -26,6 +26,7 @@ from frogs.data import DATASETS, ImageData, duplicated_test_images, load_dataset
 from frogs.errors import ConfigError, FrogsError, NumericalError
 from frogs.models import MODELS, prepare_for_device
 from frogs.perceptibility import perceptibility_fields
+from frogs.precision import resolve_amp
 from frogs.pretrain import CleanModel, load_clean_model
 from frogs.records import (
     RESULTS_FILE,
@@ -87,6 +88,7 @@ class Job:
     clean_probs: dict[int, torch.Tensor]
     stop_distance: float | None
     clean_predictions: torch.Tensor
+    amp: bool = False
     _control_predictions: torch.Tensor | None = None
 
     def control_predictions(self) -> torch.Tensor:
@@ -129,6 +131,23 @@ def resolve_stop_distance(settings: JobSettings, victim: Victim) -> float | None
     return distance
 
 
+def cached_duplicates(data: ImageData, cache: ArtifactCache) -> torch.Tensor:
+    """``duplicated_test_images(data)``, computed once per dataset content and cached (hashing
+    70,000 images is a noticeable part of a job's start)."""
+    key = stable_hash(
+        {
+            "name": data.name,
+            "train": [list(data.train_x.shape), float(data.train_x.double().sum())],
+            "test": [list(data.test_x.shape), float(data.test_x.double().sum())],
+        }
+    )
+
+    def build() -> dict[str, torch.Tensor]:
+        return {"duplicated": duplicated_test_images(data)}
+
+    return cache.get_or_build("duplicates", key, build, {"dataset": data.name})["duplicated"]
+
+
 def prepare_job(settings: JobSettings, device: torch.device) -> Job:
     """Load data, the clean model and the victim; choose the targets of every trial."""
     for registry, name in (
@@ -142,7 +161,8 @@ def prepare_job(settings: JobSettings, device: torch.device) -> Job:
     victim_cls = VICTIMS.get(settings.victim.name)
     task = resolve_task(data, settings.dataset, victim_cls.default_task_classes)
     # Test images that duplicate training images are never targets, bases or accuracy images.
-    duplicated = duplicated_test_images(data)
+    cache = ArtifactCache(Path(settings.cache_dir).expanduser())
+    duplicated = cached_duplicates(data, cache)
     if duplicated.any():
         log.info(
             "left out %d test images that duplicate training images (footnote 3)",
@@ -153,9 +173,12 @@ def prepare_job(settings: JobSettings, device: torch.device) -> Job:
     # Too few distinct bases fails every trial alike: say so before pretraining, not after.
     attack = settings.attack
     check_enough_bases(len(base_candidates), attack.num_poisons, attack.multi_base)
-    cache = ArtifactCache(Path(settings.cache_dir).expanduser())
-    clean = load_clean_model(data, settings.model, cache, device, progress=settings.progress)
-    model = prepare_for_device(clean.model, device, settings.amp)
+    clean = load_clean_model(
+        data, settings.model, cache, device, progress=settings.progress, task_classes=task.classes
+    )
+    amp = resolve_amp(settings.amp, device)
+    log.info("bf16 autocast %s (amp=%s on %s)", "on" if amp else "off", settings.amp, device)
+    model = prepare_for_device(clean.model, device, amp)
     clean = replace(clean, model=model)
     victim = victim_cls(
         settings.victim,
@@ -167,15 +190,10 @@ def prepare_job(settings: JobSettings, device: torch.device) -> Job:
         device,
         settings.seed,
         duplicated,
-        amp=settings.amp,
+        amp=amp,
     )
     target_candidates = torch.nonzero((data.test_y == task.target_label) & usable).flatten()
-    probs = torch.cat(
-        [
-            victim.clean_probs(data.test_x[chunk].to(device)).cpu()
-            for chunk in target_candidates.split(512)
-        ]
-    )
+    probs = victim.clean_test_probs(target_candidates)
     correct = probs.argmax(1) == task.target_row
     targets = choose_targets(
         target_candidates,
@@ -199,6 +217,7 @@ def prepare_job(settings: JobSettings, device: torch.device) -> Job:
         clean_probs,
         stop_distance,
         victim.test_predictions(victim.clean_classifier()),
+        amp,
     )
 
 
@@ -234,6 +253,7 @@ def trial_parameters(settings: JobSettings) -> dict[str, Any]:
         "seed": settings.seed,
         "pretrain_epochs": settings.model.pretrain.epochs,
         "pretrain_schedule": settings.model.pretrain.schedule,
+        "pretrain_classes": str(settings.model.pretrain.classes),
     }
 
 
@@ -246,6 +266,9 @@ def clean_model_fields(job: Job) -> dict[str, Any]:
         "clean_model_weights": clean.loaded_weights,
         "clean_train_acc": clean.train_accuracy,
         "clean_test_acc": clean.test_accuracy,
+        "clean_model_classes": None if clean.classes is None else len(clean.classes),
+        "victim_live_features": victim.live_features,
+        "victim_feature_rank": victim.feature_rank,
         "stop_distance": job.stop_distance,
         "victim_train_size": len(victim.train_y),
         "test_duplicates_removed": victim.test_duplicates_removed,
@@ -286,7 +309,7 @@ def run_trial(job: Job, trial_index: int, target: TargetChoice, output_dir: Path
         bases,
         victim.model.feature_dim,
         progress=settings.progress,
-        amp=settings.amp,
+        amp=job.amp,
         stop_distance=job.stop_distance,
     )
     poisons = crafted.result.poisons
@@ -381,6 +404,7 @@ def run(settings: JobSettings, output_dir: str | os.PathLike) -> list[dict[str, 
         **task_fields(job),
         **clean_model_fields(job),
         **provenance(str(device)),
+        "amp": job.amp,
     }
     records = []
     for index in tqdm(todo, desc="trials", disable=not settings.progress):

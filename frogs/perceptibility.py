@@ -12,7 +12,6 @@ import math
 from typing import Any
 
 import torch
-from skimage.metrics import structural_similarity
 
 # Per metric: whether a larger value is worse (distances) or better (PSNR, SSIM).
 METRICS = {"l2": True, "linf": True, "linf255": True, "psnr": False, "ssim": False}
@@ -28,6 +27,8 @@ def psnr(images: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
 
 def ssim(images: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     """Structural similarity per image pair (N,C,H,W), 1.0 for identical images."""
+    from skimage.metrics import structural_similarity  # imported when first needed: job start
+
     a = images.detach().cpu().double().numpy()
     b = reference.detach().cpu().double().numpy()
     side = min(a.shape[-2:])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -44,7 +45,7 @@ class CleanModel:
     ``source``: ``trained`` (built by this call: pretrained, or external weights as they are),
     ``cache`` (the shared cache had it) or ``checkpoint`` (``model.checkpoint``). ``sha256``: of the
     checkpoint file or of the cache entry. ``pretrain_seconds``: wall seconds of this call's
-    training, None unless ``source == "trained"``.
+    training, None unless ``source == "trained"``. ``classes``: the dataset classes it learnt.
     """
 
     model: FeatureClassifier
@@ -55,6 +56,7 @@ class CleanModel:
     sha256: str | None
     loaded_weights: str | None
     pretrain_seconds: float | None = None
+    classes: tuple[int, ...] | None = None
 
 
 def model_spec(data: ImageData) -> ModelSpec:
@@ -74,25 +76,74 @@ def dataset_fingerprint(data: ImageData) -> dict:
     }
 
 
-def clean_model_key(data: ImageData, settings: ModelSettings, model: FeatureClassifier) -> str:
-    """The cache key of the clean model ``model`` (as built, before training) would become."""
+def pretrain_classes(
+    data: ImageData, pretrain: PretrainSettings, task_classes: Sequence[int] = ()
+) -> tuple[int, ...]:
+    """Dataset indices of the classes the clean model learns (``model.pretrain.classes``)."""
+    spec = pretrain.classes
+    everything = tuple(range(len(data.class_names)))
+    if spec is None or spec == "all":
+        return everything
+    if spec == "without_task":
+        if not task_classes:
+            raise ConfigError(
+                "model.pretrain.classes='without_task' needs the victim's task classes; expected "
+                "a job with dataset.target_class and dataset.base_class"
+            )
+        chosen = tuple(c for c in everything if c not in set(task_classes))
+    elif isinstance(spec, list | tuple):
+        chosen = tuple(sorted({data.class_index(c, "model.pretrain.classes") for c in spec}))
+    else:
+        raise ConfigError(
+            f"model.pretrain.classes={spec!r} is not allowed; expected all, without_task or a "
+            "list of class names"
+        )
+    if not chosen:
+        raise ConfigError(
+            f"model.pretrain.classes={spec!r} leaves no class to learn; expected at least one"
+        )
+    return chosen
+
+
+def clean_model_key(
+    data: ImageData,
+    settings: ModelSettings,
+    model: FeatureClassifier,
+    classes: Sequence[int] | None = None,
+) -> str:
+    """The cache key of the clean model ``model`` (as built, before training) would become.
+
+    ``classes``: the resolved pretraining classes; part of the key only when they are not every
+    class (so keys written before ``model.pretrain.classes`` existed stay valid).
+    """
     plain = asdict(settings)
     for name in _NOT_IN_KEY:
         plain.pop(name, None)
-    return stable_hash(
-        {
-            "model": plain,
-            "loaded_weights": model.loaded_weights,
-            "architecture": stable_hash(repr(model)),
-            "data": dataset_fingerprint(data),
-        }
-    )
+    plain["pretrain"].pop("classes", None)
+    key: dict[str, Any] = {
+        "model": plain,
+        "loaded_weights": model.loaded_weights,
+        "architecture": stable_hash(repr(model)),
+        "data": dataset_fingerprint(data),
+    }
+    if classes is not None and tuple(classes) != tuple(range(len(data.class_names))):
+        key["pretrain_classes"] = list(classes)
+    return stable_hash(key)
 
 
-def pretrain_indices(data: ImageData, pretrain: PretrainSettings) -> torch.Tensor:
-    """The training images pretraining uses: a seeded per-class subset, sorted, CPU long."""
-    classes = range(len(data.class_names))
+def pretrain_indices(
+    data: ImageData, pretrain: PretrainSettings, classes: Sequence[int] | None = None
+) -> torch.Tensor:
+    """The training images pretraining uses: a seeded per-class subset of ``classes`` (default:
+    every class), sorted, CPU long."""
+    if classes is None:
+        classes = range(len(data.class_names))
     return per_class_subset(data.train_y, classes, pretrain.train_per_class, pretrain.seed)
+
+
+def test_indices(data: ImageData, classes: Sequence[int]) -> torch.Tensor:
+    """The test images of the classes the clean model learnt (its test accuracy's images)."""
+    return torch.nonzero(torch.isin(data.test_y, torch.tensor(list(classes)))).flatten()
 
 
 def accuracy(model: FeatureClassifier, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -108,13 +159,16 @@ def load_clean_model(
     cache: ArtifactCache,
     device: torch.device,
     progress: bool = False,
+    task_classes: Sequence[int] = (),
 ) -> CleanModel:
     """The clean model on ``device`` in eval mode: from ``model.checkpoint`` when set, else from
-    the cache, else built (and pretrained) once and cached."""
+    the cache, else built (and pretrained) once and cached. ``task_classes``: the victim's
+    classes, which ``model.pretrain.classes=without_task`` leaves out."""
     if settings.checkpoint:
         clean = _from_checkpoint(data, settings, device)
     else:
-        clean = _from_cache(data, settings, cache, device, progress)
+        classes = pretrain_classes(data, settings.pretrain, task_classes)
+        clean = _from_cache(data, settings, cache, device, progress, classes)
     train = "n/a" if clean.train_accuracy is None else f"{clean.train_accuracy:.4f}"
     size = 0 if clean.train_indices is None else len(clean.train_indices)
     log.info(
@@ -161,17 +215,18 @@ def _from_cache(
     cache: ArtifactCache,
     device: torch.device,
     progress: bool,
+    classes: Sequence[int],
 ) -> CleanModel:
     """Build the model (its weights decide the key), then reuse or fill its cache entry."""
     torch.manual_seed(settings.pretrain.seed)
     model = build_model(model_spec(data), settings).to(device)
-    key = clean_model_key(data, settings, model)
+    key = clean_model_key(data, settings, model, classes)
     seconds: list[float] = []
 
     def build() -> dict[str, torch.Tensor]:
         state: dict[str, torch.Tensor] = {}
         if settings.pretrain.epochs > 0:
-            idx = pretrain_indices(data, settings.pretrain)
+            idx = pretrain_indices(data, settings.pretrain, classes)
             start = time.perf_counter()
             _pretrain(model, data, settings, idx, device, progress)
             seconds.append(time.perf_counter() - start)
@@ -183,7 +238,8 @@ def _from_cache(
         else:
             seconds.append(0.0)
         model.eval()
-        state[_TEST_ACCURACY] = torch.tensor(accuracy(model, data.test_x, data.test_y))
+        test = test_indices(data, classes)
+        state[_TEST_ACCURACY] = torch.tensor(accuracy(model, data.test_x[test], data.test_y[test]))
         state.update({k: v.detach().cpu() for k, v in model.state_dict().items()})
         return state
 
@@ -203,6 +259,7 @@ def _from_cache(
         sha256=_cache_entry_sha256(cache, key),
         loaded_weights=model.loaded_weights,
         pretrain_seconds=seconds[0] if seconds else None,
+        classes=tuple(classes),
     )
 
 
@@ -272,7 +329,7 @@ def _from_checkpoint(data: ImageData, settings: ModelSettings, device: torch.dev
         recipe = PretrainSettings(
             train_per_class=pre.get("train_per_class"), seed=pre.get("seed", 0)
         )
-        indices = pretrain_indices(data, recipe)
+        indices = pretrain_indices(data, recipe, meta.get("pretrain_classes"))
         if "train_size" in meta and meta["train_size"] != len(indices):
             raise ConfigError(
                 f"{where} records {meta['train_size']} training images, but its recipe selects "
@@ -287,4 +344,5 @@ def _from_checkpoint(data: ImageData, settings: ModelSettings, device: torch.dev
         source="checkpoint",
         sha256=digest,
         loaded_weights=loaded,
+        classes=tuple(meta.get("pretrain_classes") or range(len(data.class_names))),
     )

@@ -31,6 +31,8 @@ from frogs.experiment import configure_threads, resolve_device
 from frogs.pretrain import CleanModel, clean_model_key, dataset_fingerprint, load_clean_model
 from frogs.records import git_sha
 from frogs.settings import JobSettings
+from frogs.task import resolve_task
+from frogs.victims import VICTIMS
 
 log = logging.getLogger("frogs")
 
@@ -72,6 +74,7 @@ def checkpoint_meta(settings: JobSettings, data_fingerprint: dict, clean: CleanM
         "pretrain_seconds": clean.pretrain_seconds if trained else None,
         "architecture": repr(clean.model),
         "loaded_weights": clean.loaded_weights,
+        "pretrain_classes": None if clean.classes is None else list(clean.classes),
         "frogs_version": __version__,
         "git_sha": git_sha(),
     }
@@ -93,10 +96,15 @@ def write_pretrained(settings: JobSettings, out: Path | None = None) -> WrittenC
     data = load_dataset(settings.dataset)
     cache = ArtifactCache(Path(settings.cache_dir).expanduser())
     start = time.perf_counter()
-    clean = load_clean_model(data, settings.model, cache, device, progress=settings.progress)
+    task = resolve_task(
+        data, settings.dataset, VICTIMS.get(settings.victim.name).default_task_classes
+    )
+    clean = load_clean_model(
+        data, settings.model, cache, device, progress=settings.progress, task_classes=task.classes
+    )
     log.info("clean model ready (%s) in %.1f s", clean.source, time.perf_counter() - start)
     if out is None:
-        key = clean_model_key(data, settings.model, clean.model)
+        key = clean_model_key(data, settings.model, clean.model, clean.classes)
         out = DEFAULT_FOLDER / f"{settings.model.name}-{data.name}-{key}.pt"
     path = Path(out).expanduser().absolute()
     meta = checkpoint_meta(settings, dataset_fingerprint(data), clean)

@@ -30,6 +30,7 @@ _RUN_ENVIRONMENT_KEYS = (
     "progress",
     "threads",
     "device",
+    "amp",
     "cache_dir",
     "save_poisons",
     "save_features",
@@ -53,6 +54,11 @@ def experiment_identity(settings: Any) -> dict[str, Any]:
         plain["dataset"].pop(key, None)
     plain.pop("trials", None)
     plain.pop("trial_offset", None)
+    # Settings added later at a value that reproduces the earlier behaviour leave ids unchanged,
+    # so a relaunch still finds the records written before them.
+    pretrain = plain.get("model", {}).get("pretrain", {})
+    if pretrain.get("classes") == "all":
+        pretrain.pop("classes")
     return plain
 
 

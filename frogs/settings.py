@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from frogs.errors import ConfigError
+from frogs.precision import amp_setting
 
 
 @dataclass
@@ -55,6 +56,10 @@ class PretrainSettings:
     train_per_class: int | None = 2000
     weight_decay: float = 0.0
     seed: int = 0
+    # Which classes the clean model learns: ``all``; ``without_task`` (every class but the victim
+    # task's: features learned elsewhere, the transfer analog of the paper's ImageNet extractor);
+    # or a list of class names / indices.
+    classes: Any = "all"
 
 
 @dataclass
@@ -126,7 +131,8 @@ class JobSettings:
     target_selection: str = "random"
     seed: int = 0
     device: str = "auto"
-    amp: bool = False
+    # auto: bf16 autocast + channels-last where the device does bf16 natively (frogs.precision)
+    amp: Any = "auto"
     threads: int | None = None
     cache_dir: str = "~/.cache/frogs"
     save_poisons: bool = False
@@ -203,6 +209,7 @@ def validate(settings: JobSettings) -> JobSettings:
     _require_positive(settings.trial_offset, "trial_offset", allow_zero=True)
     _require_choice(settings.target_selection, "target_selection", TARGET_SELECTIONS)
     _require_choice(settings.device, "device", DEVICES)
+    amp_setting(settings.amp)
     _require_choice(attack.recipe, "attack.recipe", RECIPES)
     _require_choice(attack.step, "attack.step", STEPS)
     _require_positive(attack.num_poisons, "attack.num_poisons")

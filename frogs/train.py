@@ -4,14 +4,14 @@ end-to-end victim. Data are in-memory tensors, so batches are index slices, not 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager, nullcontext
-from functools import partial
+from contextlib import contextmanager
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from frogs.errors import NumericalError
+from frogs.precision import autocast, channels_last
 
 
 @contextmanager
@@ -80,9 +80,10 @@ def fit(
     drawn from ``slot_seed``, leaving the clean batches as they are without them. ``final_lr``
     decays the rate exponentially, epoch by epoch, from ``lr`` (kept for the first
     ``hold_epochs``) to ``final_lr`` in the last epoch.
-    A non-finite loss raises NumericalError rather than training on garbage. ``amp`` (CUDA only,
-    ignored on the CPU) runs the forward pass under bf16 autocast (no loss scaling needed) with
-    channels-last images; see ``frogs.models.prepare_for_device`` for the module.
+    A non-finite loss raises NumericalError rather than training on garbage. ``amp`` (resolved by
+    ``frogs.precision.resolve_amp``) runs the forward pass under bf16 autocast on the inputs'
+    device (no loss scaling needed) with channels-last images; see
+    ``frogs.models.prepare_for_device`` for the module.
     """
     params = list(module.parameters() if params is None else params)
     optimizer = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
@@ -94,10 +95,7 @@ def fit(
             optimizer, lambda epoch: gamma ** max(0, epoch - held)
         )
     device = inputs.device
-    amp = amp and device.type == "cuda"
-    if amp and inputs.ndim == 4:
-        inputs = inputs.contiguous(memory_format=torch.channels_last)
-    autocast = partial(torch.autocast, "cuda", dtype=torch.bfloat16) if amp else nullcontext
+    inputs = channels_last(inputs, amp)
     n = len(inputs)
     num_clean = n if num_clean is None else num_clean
     slot_generator = torch.Generator().manual_seed(slot_seed)
@@ -106,7 +104,7 @@ def fit(
     for epoch in range(epochs):
         for batch in epoch_batches(num_clean, n - num_clean, batch_size, generator, slot_generator):
             batch = batch.to(device)
-            with autocast():
+            with autocast(amp, device):
                 logits = module(inputs[batch])
             loss = nn.functional.cross_entropy(logits.float(), labels[batch])
             optimizer.zero_grad(set_to_none=True)

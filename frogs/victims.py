@@ -81,6 +81,10 @@ class Victim:
     """
 
     default_task_classes = "pair"
+    # Set by victims that retrain on frozen features (App. D's condition: the head fits every
+    # training point only when the features outnumber the samples).
+    live_features: int | None = None
+    feature_rank: int | None = None
 
     def __init__(
         self,
@@ -141,6 +145,15 @@ class Victim:
     def clean_classifier(self) -> nn.Module:
         """The clean victim before any retraining, mapping images to task logits."""
         raise NotImplementedError
+
+    def clean_test_probs(self, indices: torch.Tensor) -> torch.Tensor:
+        """Clean-victim class probabilities (task order, CPU) of the test images ``indices``."""
+        return torch.cat(
+            [
+                self.clean_probs(self.data.test_x[chunk].to(self.device)).cpu()
+                for chunk in indices.split(512)
+            ]
+        )
 
     def control(self, progress: bool = False) -> Control:
         """The clean-retrained control (built once per job, cached where it is expensive)."""
@@ -220,12 +233,16 @@ class TransferVictim(Victim):
         super().__init__(*args, **kwargs)
         self.train_features = self._cached_features("train", self.train_x)
         self.test_features = self._cached_features("test", self.test_x)
-        trajectory: list[torch.Tensor] = []
-        self.clean_head = self._fit_head(self.train_features, self.train_y, trajectory, False)
+        self.clean_head, trajectory = self._cached_clean_head()
         self._control = Control(self.clean_classifier(), trajectory, 0.0)
+        self.live_features = int((self.train_features > 0).any(0).sum())
+        self.feature_rank = int(torch.linalg.matrix_rank(self.train_features.double().cpu()))
         log.info(
-            "transfer victim: %d features, %d clean training samples, clean accuracy %.4f",
+            "transfer victim: %d features (%d live on the training set, rank %d), %d clean "
+            "training samples, clean accuracy %.4f",
             self.model.feature_dim,
+            self.live_features,
+            self.feature_rank,
             len(self.train_y),
             self.accuracy(self.clean_head(self.test_features).argmax(1)),
         )
@@ -245,6 +262,36 @@ class TransferVictim(Victim):
             self.device
         )
 
+    def _cached_clean_head(self) -> tuple[nn.Linear, list[torch.Tensor]]:
+        """The clean head and its weights after every epoch (the control), trained once per
+        (clean model, training images, victim settings, seed) and cached: every job of a sweep
+        would train the same one."""
+        key = stable_hash(
+            {
+                "model": self.model_identity(),
+                "train": self.train_idx.tolist(),
+                "classes": list(self.task.classes),
+                "victim": asdict(self.settings),
+                "seed": self.seed,
+            }
+        )
+
+        def build() -> dict[str, torch.Tensor]:
+            trajectory: list[torch.Tensor] = []
+            head = self._fit_head(self.train_features, self.train_y, trajectory, False)
+            return {
+                "weight": head.weight.detach().cpu(),
+                "bias": head.bias.detach().cpu(),
+                "trajectory": torch.stack(trajectory).cpu(),
+            }
+
+        state = self.cache.get_or_build("heads", key, build, {"victim": "transfer"})
+        head = nn.Linear(self.model.feature_dim, len(self.task.classes)).to(self.device)
+        with torch.no_grad():
+            head.weight.copy_(state["weight"])
+            head.bias.copy_(state["bias"])
+        return head.eval(), list(state["trajectory"].to(self.device))
+
     def _fit_head(self, features, labels, trajectory, progress) -> nn.Linear:
         torch.manual_seed(self.seed)
         head = nn.Linear(features.shape[1], len(self.task.classes)).to(self.device)
@@ -263,6 +310,16 @@ class TransferVictim(Victim):
     def clean_probs(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             return torch.softmax(self.clean_head(self.model.features(x)), 1)
+
+    def clean_test_probs(self, indices: torch.Tensor) -> torch.Tensor:
+        """From the cached test features when they cover ``indices`` (no forward pass)."""
+        position = torch.full((len(self.data.test_y),), -1, dtype=torch.long)
+        position[self.test_idx] = torch.arange(len(self.test_idx))
+        rows = position[indices]
+        if bool((rows < 0).any()):
+            return super().clean_test_probs(indices)
+        with torch.no_grad():
+            return torch.softmax(self.clean_head(self.test_features[rows.to(self.device)]), 1).cpu()
 
     def clean_classifier(self) -> nn.Module:
         return nn.Sequential(_Features(self.model), self.clean_head)

@@ -23,6 +23,23 @@ requires_fashion_mnist = pytest.mark.skipif(
 )
 
 
+CIFAR10_ROOTS = [Path(p) for p in (os.environ.get("FROGS_DATA"),) if p] + [
+    Path(__file__).resolve().parents[2] / "shared" / "data"
+]
+
+
+@pytest.fixture(scope="session")
+def cifar10_root() -> Path:
+    """A folder holding ``cifar-10-batches-py`` (``$FROGS_DATA`` or ``../shared/data``); the
+    tests that need it skip without it, except in CI, where they fail."""
+    for root in CIFAR10_ROOTS:
+        if (root / "cifar-10-batches-py").is_dir():
+            return root
+    if os.environ.get("CI"):
+        pytest.fail(f"CIFAR-10 not found in {CIFAR10_ROOTS}; CI must have ../shared/data")
+    pytest.skip("CIFAR-10 missing: set FROGS_DATA to a folder with cifar-10-batches-py")
+
+
 @pytest.fixture(scope="session")
 def session_cache(tmp_path_factory) -> Path:
     """One cache for the whole test session, so the clean models are trained once."""

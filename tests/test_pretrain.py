@@ -40,6 +40,7 @@ META_KEYS = {
     "pretrain_seconds",
     "architecture",
     "loaded_weights",
+    "pretrain_classes",
     "frogs_version",
     "git_sha",
 }
@@ -126,6 +127,41 @@ def test_cache_key_follows_loaded_weights_and_architecture():
     assert clean_model_key(data, settings, model) != key
     other = synthetic(seed=1)
     assert clean_model_key(other, settings, build_model(model_spec(other), settings)) != key
+
+
+def test_pretraining_without_the_task_classes(tmp_path, monkeypatch):
+    """The transfer analog's extractor never sees the victim's classes, and is its own entry."""
+    data, cache = synthetic(), ArtifactCache(tmp_path)
+    clean = load_clean_model(
+        data, tiny_settings(classes="without_task"), cache, CPU, task_classes=(0, 1)
+    )
+    assert clean.source == "trained" and clean.classes == (2, 3)
+    assert sorted(set(data.train_y[clean.train_indices].tolist())) == [2, 3]
+    assert len(clean.train_indices) == 2 * 16
+    every = load_clean_model(data, tiny_settings(), cache, CPU, task_classes=(0, 1))
+    assert every.source == "trained" and every.classes == (0, 1, 2, 3)
+    monkeypatch.setattr(frogs.pretrain, "fit", no_training)
+    named = load_clean_model(data, tiny_settings(classes=["c2", 3]), cache, CPU)
+    assert named.source == "cache" and named.sha256 == clean.sha256  # same classes, same model
+
+
+@pytest.mark.parametrize(
+    ("classes", "task", "message"),
+    [
+        ("without_task", (), r"classes='without_task' needs the victim's task classes"),
+        (["c1", "cat"], (0,), r"model.pretrain.classes='cat' is not a class of synthetic"),
+        (["c0", "c1", "c2", "c3"], (0,), None),
+        ("some", (0,), r"classes='some' is not allowed; expected all, without_task or a list"),
+    ],
+)
+def test_pretrain_classes_bad_values_are_named(tmp_path, monkeypatch, classes, task, message):
+    monkeypatch.setattr(frogs.pretrain, "fit", lambda *a, **k: None)
+    settings = tiny_settings(classes=classes)
+    if message is None:
+        load_clean_model(synthetic(), settings, ArtifactCache(tmp_path), CPU, task_classes=task)
+        return
+    with pytest.raises(ConfigError, match=message):
+        load_clean_model(synthetic(), settings, ArtifactCache(tmp_path), CPU, task_classes=task)
 
 
 def test_compose_recipes_and_overrides():

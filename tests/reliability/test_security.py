@@ -82,7 +82,7 @@ class Hostile:
 
 
 def test_hostile_pickle_posing_as_cifar10_is_not_executed(tmp_path, monkeypatch):
-    """torchvision unpickles CIFAR-10 batches; only files with the official checksums get there."""
+    """frogs reads CIFAR-10 batches with an unpickler that allows numpy arrays only."""
     from frogs.data import load_cifar10
 
     monkeypatch.delenv("FROGS_DATA", raising=False)

@@ -1,0 +1,761 @@
+"""The replication report: every claim of the paper (``analysis.claims``) beside frogs' number.
+
+``frogs-analyze DIR... --replication docs/replication.md`` loads the records, measures each claim
+(n, Wilson 95 % interval, the poisons' perceptibility, wall time), checks it against the paper's
+number with a stated rule, measures the scale reductions on paired targets, draws the figures
+into ``img/`` beside the report and writes the Markdown file atomically. A claim without records
+is listed as not run here, with its command and a GPU estimate.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis.claims import CLAIMS, GPU_BASIS, Claim, Reduction
+from analysis.outputs import atomic_write_text, save_figure
+from analysis.plotting import palette_for, style, subplots
+from analysis.stats import ablation_arm, mean_interval, ok_trials, wilson_interval
+
+#: The goal of claim 2: the smallest L-inf budget with at least this one-shot success rate.
+GOAL_RATE = 0.9
+GOAL_MAX_EPS_255 = 8.0
+#: The report's figures, by name (written as PNG under ``img/`` beside the report).
+FIGURE_BUDGET = "replication_budget"
+FIGURE_ANGLES = "replication_angles"
+FIGURE_E2E = "replication_e2e"
+_FIGURE_OF = {
+    "1": FIGURE_BUDGET,
+    "2": FIGURE_BUDGET,
+    "3": FIGURE_ANGLES,
+    "4": FIGURE_BUDGET,
+    "5": FIGURE_E2E,
+    "6": FIGURE_E2E,
+    "7": FIGURE_E2E,
+    "8": FIGURE_E2E,
+}
+_PIXELS_CIFAR = 32 * 32 * 3
+_TIME_COLUMNS = ("craft_s", "retrain_s", "eval_s")
+
+
+@dataclass(frozen=True)
+class Rate:
+    """Successes out of n with a Wilson 95 % interval."""
+
+    successes: int
+    n: int
+
+    @property
+    def rate(self) -> float:
+        return self.successes / self.n if self.n else float("nan")
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return wilson_interval(self.successes, self.n)  # type: ignore[return-value]
+
+    def text(self) -> str:
+        low, high = self.interval
+        return (
+            f"{100 * self.rate:.0f} % ({self.successes}/{self.n}; 95 % CI "
+            f"{100 * low:.0f}-{100 * high:.0f} %)"
+        )
+
+
+@dataclass
+class ClaimResult:
+    """What the report says about one claim."""
+
+    claim: Claim
+    records: pd.DataFrame
+    number: str = "not run here"
+    rate: Rate | None = None
+    psnr_median: float | None = None
+    linf255_max: float | None = None
+    verdict: str = "not run here"
+    arms: pd.DataFrame | None = None
+    details: list[str] = field(default_factory=list)
+    reductions: list[str] = field(default_factory=list)
+    wall_s: float = 0.0
+
+    @property
+    def figure(self) -> str:
+        return _FIGURE_OF[self.claim.key]
+
+
+def budget_label(frame: pd.DataFrame) -> pd.Series:
+    """``linf 8/255`` or ``l2 1.739 (8/255 per pixel)`` for each record's budget."""
+
+    def label(row: pd.Series) -> str:
+        eps = row.get("eps")
+        if row.get("constraint") == "linf":
+            return f"linf {float(row['eps_255']):g}/255"
+        if eps is None or (isinstance(eps, float) and math.isnan(eps)):
+            return "l2 unbounded"
+        per_pixel = float(eps) / math.sqrt(_PIXELS_CIFAR) * 255
+        return f"l2 {float(eps):.3g} ({per_pixel:.0f}/255 per pixel)"
+
+    return frame.apply(label, axis=1) if len(frame) else pd.Series(dtype=object)
+
+
+def budget_order(label: str) -> tuple[int, float]:
+    """Sort key: L-inf budgets first, then L2, each by radius."""
+    kind, _, rest = label.partition(" ")
+    number = rest.split("/")[0].split(" ")[0]
+    try:
+        radius = float(number)
+    except ValueError:
+        radius = math.inf
+    return (0 if kind == "linf" else 1, radius)
+
+
+def arm_label(frame: pd.DataFrame) -> pd.Series:
+    """The arm of an end-to-end record: ablation arm, or poisons and opacity."""
+    if frame.empty:
+        return pd.Series(dtype=object)
+    arms = ablation_arm(frame)
+    counts = frame["num_poisons"].astype(int).astype(str)
+    opacity = (100 * frame["opacity"].astype(float)).round().astype(int).astype(str)
+    plain = counts + " poisons, " + opacity + " %"
+    return arms.where(arms != "full", plain)
+
+
+def with_labels(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with the ``budget`` and ``arm`` columns the claims group by."""
+    out = frame.copy()
+    out["budget"] = budget_label(out)
+    needed = ("num_poisons", "opacity", "multi_base", "optimize")
+    out["arm"] = arm_label(out) if all(c in out for c in needed) else None
+    return out
+
+
+def rate_of(rows: pd.DataFrame) -> Rate:
+    return Rate(int(rows["success"].astype(bool).sum()), len(rows))
+
+
+def _median(rows: pd.DataFrame, column: str) -> float | None:
+    if column not in rows:
+        return None
+    values = pd.to_numeric(rows[column], errors="coerce").dropna()
+    return float(values.median()) if len(values) else None
+
+
+def _max(rows: pd.DataFrame, column: str) -> float | None:
+    if column not in rows:
+        return None
+    values = pd.to_numeric(rows[column], errors="coerce").dropna()
+    return float(values.max()) if len(values) else None
+
+
+def arm_table(rows: pd.DataFrame, by: str) -> pd.DataFrame:
+    """Per arm: n, successes, rate, Wilson interval, median PSNR and max L-inf/255 of the
+    worst poison of each trial, the control's successes and the wall time."""
+    table = []
+    for arm, part in rows.groupby(by, sort=False):
+        rate = rate_of(part)
+        low, high = rate.interval
+        table.append(
+            {
+                by: arm,
+                "n": rate.n,
+                "successes": rate.successes,
+                "rate": rate.rate,
+                "ci_low": low,
+                "ci_high": high,
+                "psnr_median": _median(part, "poison_psnr_base_worst"),
+                "linf255_max": _max(part, "poison_linf255_base_worst"),
+                "control_successes": int(
+                    part.get("control_success", pd.Series(dtype=bool))
+                    .fillna(False)
+                    .astype(bool)
+                    .sum()
+                ),
+                "acc_drop_pt": _accuracy_drop(part),
+                "wall_min": wall_seconds(part) / 60,
+            }
+        )
+    result = pd.DataFrame(table)
+    if by == "budget" and len(result):
+        result = result.sort_values(by, key=lambda s: s.map(budget_order)).reset_index(drop=True)
+    return result
+
+
+def _accuracy_drop(rows: pd.DataFrame) -> float | None:
+    if "clean_acc_before" not in rows or "clean_acc_after" not in rows:
+        return None
+    drop = pd.to_numeric(rows["clean_acc_before"]) - pd.to_numeric(rows["clean_acc_after"])
+    return float(100 * drop.mean()) if len(drop) else None
+
+
+def wall_seconds(rows: pd.DataFrame) -> float:
+    """Summed wall time of the trials' stages (crafting, retraining, evaluation)."""
+    present = [c for c in _TIME_COLUMNS if c in rows]
+    return float(rows[present].apply(pd.to_numeric, errors="coerce").fillna(0.0).to_numpy().sum())
+
+
+def reported_budget(arms: pd.DataFrame) -> str | None:
+    """The smallest L-inf budget at which the one-shot rate reaches ``GOAL_RATE``."""
+    linf = arms[arms["budget"].str.startswith("linf")]
+    reached = linf[linf["rate"] >= GOAL_RATE]
+    return None if reached.empty else str(reached.iloc[0]["budget"])
+
+
+def _scale_word(claim: Claim) -> str:
+    return "reproduced at reduced scale" if claim.reduced else "reproduced"
+
+
+def _rate_verdict(claim: Claim, rate: Rate, psnr: float | None) -> str:
+    """Reproduced when the paper's rate lies inside frogs' 95 % interval."""
+    assert claim.paper_value is not None
+    low, high = rate.interval
+    paper = 100 * claim.paper_value
+    if low <= claim.paper_value <= high:
+        return f"{_scale_word(claim)}: the paper's {paper:.0f} % lies in frogs' 95 % CI"
+    side = "below" if rate.rate < claim.paper_value else "above"
+    why = (
+        f"not reproduced: {100 * rate.rate:.0f} % is {side} the paper's {paper:.0f} % "
+        f"(95 % CI {100 * low:.0f}-{100 * high:.0f} %)"
+    )
+    if side == "above" and psnr is not None and psnr < 30:
+        why += f"; poisons are visible (median PSNR {psnr:.1f} dB): a bug, not a result"
+    return why
+
+
+def _headline_rows(result: ClaimResult, budget: str | None) -> pd.DataFrame:
+    rows = result.records
+    if budget is not None and budget in set(rows["budget"]):
+        return rows[rows["budget"] == budget]
+    linf8 = rows[rows["budget"] == "linf 8/255"]
+    if len(linf8):
+        return linf8
+    counts = rows["budget"].value_counts()
+    return rows[rows["budget"] == counts.index[0]]
+
+
+def _success_claim(result: ClaimResult, budget: str | None) -> None:
+    claim = result.claim
+    rows = result.records
+    if claim.arms:
+        result.arms = arm_table(rows, claim.arms)
+    if claim.arms == "budget":
+        rows = _headline_rows(result, budget)
+        result.details.append(f"headline budget: {rows['budget'].iloc[0]}")
+        if "target_class" in rows:
+            for pair, part in rows.groupby(rows["target_class"] + " -> " + rows["base_class"]):
+                result.details.append(f"{pair}: {rate_of(part).text()}")
+        drop = _accuracy_drop(rows)
+        if drop is not None:
+            result.details.append(f"clean accuracy drop: {drop:.2f} pt (mean over trials)")
+        acc = _median(rows, "clean_acc_before")
+        if acc is not None:
+            result.details.append(f"clean victim accuracy: {100 * acc:.1f} %")
+        rank = _median(rows, "victim_feature_rank")
+        size = _median(rows, "victim_train_size")
+        if rank is not None and size is not None:
+            result.details.append(
+                f"head training samples {size:.0f} vs feature rank {rank:.0f} "
+                f"(live units {_median(rows, 'victim_live_features'):.0f})"
+            )
+    result.rate = rate_of(rows)
+    result.number = result.rate.text()
+    result.psnr_median = _median(rows, "poison_psnr_base_worst")
+    result.linf255_max = _max(rows, "poison_linf255_base_worst")
+    result.verdict = _rate_verdict(claim, result.rate, result.psnr_median)
+    controls = rows.get("control_success")
+    if controls is not None:
+        result.details.append(
+            f"control (same run without poisons) labels the target as base in "
+            f"{int(controls.fillna(False).astype(bool).sum())}/{len(rows)} trials"
+        )
+
+
+def _curve_claim(result: ClaimResult) -> None:
+    result.arms = arm_table(result.records, "budget")
+    arms = result.arms
+    reached = reported_budget(arms)
+    two = arms[arms["budget"] == "linf 2/255"]
+    if reached is not None:
+        eps = float(reached.split(" ")[1].split("/")[0])
+        goal = "met" if eps <= GOAL_MAX_EPS_255 else "not met"
+        result.number = f"smallest L-inf budget with >= {100 * GOAL_RATE:.0f} %: {reached}"
+        result.details.append(f"goal (>= 90 % at <= 8/255): {goal}")
+    else:
+        best = arms.sort_values("rate").iloc[-1]
+        result.number = (
+            f"no budget reaches {100 * GOAL_RATE:.0f} %; best {100 * best['rate']:.0f} % at "
+            f"{best['budget']}"
+        )
+        result.details.append("goal (>= 90 % at <= 8/255): not met")
+    if len(two):
+        rate = Rate(int(two.iloc[0]["successes"]), int(two.iloc[0]["n"]))
+        result.rate = rate
+        result.verdict = _rate_verdict(result.claim, rate, two.iloc[0]["psnr_median"])
+        result.verdict = result.verdict.replace("the paper's", "App. C's") + " (at 2/255)"
+        result.psnr_median = two.iloc[0]["psnr_median"]
+        result.linf255_max = two.iloc[0]["linf255_max"]
+    else:
+        result.verdict = "not run here at 2/255"
+
+
+def _angle_claim(result: ClaimResult, budget: str | None) -> None:
+    rows = result.records
+    transfer = rows[rows["scenario"] == "transfer"]
+    crafted = transfer[transfer["optimize"].astype(bool)]
+    floor = transfer[~transfer["optimize"].astype(bool)]
+    e2e = rows[rows["scenario"] == "end_to_end"]
+    parts = []
+    if len(crafted):
+        crafted = _headline_rows(
+            ClaimResult(result.claim, crafted.assign(budget=crafted["budget"])), budget
+        )
+        mean, low, high = mean_interval(crafted["angular_deviation_deg"].astype(float))
+        parts.append(f"transfer {mean:.2f} deg (95 % CI {low:.2f}-{high:.2f}, n={len(crafted)})")
+        first = _first_epoch_share(crafted)
+        if first is not None:
+            result.details.append(
+                f"transfer: {100 * first:.0f} % of the final angle is reached after epoch 1"
+            )
+        result.psnr_median = _median(crafted, "poison_psnr_base_worst")
+        result.linf255_max = _max(crafted, "poison_linf255_base_worst")
+    if len(floor):
+        mean, low, high = mean_interval(floor["angular_deviation_deg"].astype(float))
+        result.details.append(
+            f"transfer noise floor (one clean base image added, no crafting): {mean:.2f} deg "
+            f"(95 % CI {low:.2f}-{high:.2f}, n={len(floor)})"
+        )
+    if len(e2e):
+        mean, low, high = mean_interval(e2e["angular_deviation_deg"].astype(float))
+        drift = _median(e2e, "control_drift_deg")
+        parts.append(f"end-to-end {mean:.2f} deg (n={len(e2e)})")
+        result.details.append(
+            f"end-to-end: {mean:.2f} deg against the clean-retrain control (95 % CI "
+            f"{low:.2f}-{high:.2f}); the control itself moved {drift:.2f} deg from the clean model"
+        )
+    result.number = "; ".join(parts) if parts else "not run here"
+    verdicts = []
+    if len(crafted):
+        mean = float(crafted["angular_deviation_deg"].astype(float).mean())
+        ratio = mean / 23.0
+        verdicts.append(
+            "transfer magnitude "
+            + (
+                "reproduced"
+                if 0.5 <= ratio <= 2
+                else f"not reproduced ({ratio:.2f} x the paper's 23 deg)"
+            )
+        )
+    if len(e2e):
+        mean = float(e2e["angular_deviation_deg"].astype(float).mean())
+        verdicts.append(
+            "end-to-end fractions of a degree "
+            + ("reproduced at reduced scale" if mean < 1 else "not reproduced")
+        )
+    result.verdict = "; ".join(verdicts) if verdicts else "not run here"
+
+
+def _first_epoch_share(rows: pd.DataFrame) -> float | None:
+    if "angular_deviation_per_epoch" not in rows:
+        return None
+    shares = []
+    for angles in rows["angular_deviation_per_epoch"]:
+        if isinstance(angles, list | np.ndarray) and len(angles) and angles[-1]:
+            shares.append(float(angles[0]) / float(angles[-1]))
+    return float(np.median(shares)) if shares else None
+
+
+def _outlier_claim(result: ClaimResult) -> None:
+    result.arms = arm_table(result.records, "target_selection")
+    by = {row["target_selection"]: row for _, row in result.arms.iterrows()}
+    if {"outlier", "random"} <= set(by):
+        out, rnd = by["outlier"], by["random"]
+        result.number = (
+            f"outliers {Rate(int(out['successes']), int(out['n'])).text()} vs random "
+            f"{Rate(int(rnd['successes']), int(rnd['n'])).text()}"
+        )
+        overlap = out["ci_low"] <= rnd["ci_high"] and rnd["ci_low"] <= out["ci_high"]
+        direction = out["rate"] > rnd["rate"]
+        result.verdict = (
+            "direction reproduced at reduced scale"
+            if direction
+            else "not reproduced: outliers do not beat random targets"
+        ) + ("; the intervals overlap (not significant at this n)" if overlap else "")
+    else:
+        result.number = "one arm only"
+        result.verdict = "not run here: needs both outlier and random targets"
+    result.psnr_median = _median(result.records, "poison_psnr_base_worst")
+    result.linf255_max = _max(result.records, "poison_linf255_base_worst")
+
+
+def _monotone_claim(result: ClaimResult) -> None:
+    rows = result.records
+    result.arms = arm_table(rows, "arm")
+    if rows["num_poisons"].nunique() < 2:
+        result.number = f"one poison count only ({int(rows['num_poisons'].iloc[0])})"
+        result.verdict = "not run here: needs at least two poison counts"
+        return
+    from scipy.stats import spearmanr
+
+    per_trial = spearmanr(rows["num_poisons"].astype(float), rows["success"].astype(float))
+    result.number = (
+        f"Spearman rho(#poisons, success) = {per_trial.statistic:.2f} over {len(rows)} trials"
+    )
+    rising = per_trial.statistic > 0
+    result.verdict = (
+        "rise reproduced at reduced scale" if rising else "not reproduced: no rise with #poisons"
+    ) + f" (p = {per_trial.pvalue:.2g})"
+    result.psnr_median = _median(rows, "poison_psnr_base_worst")
+    result.linf255_max = _max(rows, "poison_linf255_base_worst")
+
+
+def _ablation_claim(result: ClaimResult) -> None:
+    rows = result.records.copy()
+    rows["arm"] = ablation_arm(rows)
+    result.arms = arm_table(rows, "arm")
+    rates = dict(zip(result.arms["arm"], result.arms["rate"], strict=True))
+    full = rates.get("full")
+    if full is None or len(rates) < 2:
+        result.number = "needs the full arm and at least one ablated arm"
+        result.verdict = "not run here"
+        return
+    result.number = ", ".join(f"{arm} {100 * rate:.0f} %" for arm, rate in rates.items())
+    beaten = [arm for arm, rate in rates.items() if arm != "full" and rate >= full]
+    result.verdict = (
+        "reproduced at reduced scale: the full recipe beats every ablated arm"
+        if not beaten
+        else f"not reproduced: {', '.join(beaten)} match or beat the full recipe"
+    )
+    result.psnr_median = _median(rows, "poison_psnr_base_worst")
+    result.linf255_max = _max(rows, "poison_linf255_base_worst")
+
+
+def _restrict_to_reduced(claim: Claim, rows: pd.DataFrame) -> pd.DataFrame:
+    """The claim's own records: without the comparison runs of its reductions."""
+    for reduction in claim.reductions:
+        if reduction.column in rows:
+            rows = rows[rows[reduction.column] != reduction.full]
+    return rows
+
+
+def paired_effect(claim: Claim, rows: pd.DataFrame, reduction: Reduction) -> str | None:
+    """The effect of one reduction on the same targets: successes and distances, both ways."""
+    if reduction.column not in rows:
+        return None
+    others = [r for r in claim.reductions if r is not reduction and r.column in rows]
+    keep = pd.Series(True, index=rows.index)
+    for other in others:
+        keep &= rows[other.column] != other.full
+    reduced = rows[keep & (rows[reduction.column] != reduction.full)]
+    full = rows[keep & (rows[reduction.column] == reduction.full)]
+    key = ["target_index", "target_class", "base_class"]
+    paired = reduced.merge(full, on=key, suffixes=("_reduced", "_full"))
+    if paired.empty:
+        return None
+    s_red = int(paired["success_reduced"].astype(bool).sum())
+    s_full = int(paired["success_full"].astype(bool).sum())
+    agree = int(
+        (paired["success_reduced"].astype(bool) == paired["success_full"].astype(bool)).sum()
+    )
+    as_run = ", ".join(map(str, sorted(pd.unique(paired[f"{reduction.column}_reduced"]))))
+    text = (
+        f"{reduction.what}: {as_run} (as run) vs {reduction.full} on the same "
+        f"{len(paired)} targets: {s_red} vs {s_full} successes, {agree}/{len(paired)} agree"
+    )
+    for column, what in (
+        ("feat_dist_after", "mean feature distance poison-target"),
+        ("target_base_prob", "mean base-class probability of the target"),
+    ):
+        if f"{column}_reduced" in paired:
+            a = pd.to_numeric(paired[f"{column}_reduced"]).mean()
+            b = pd.to_numeric(paired[f"{column}_full"]).mean()
+            text += f"; {what} {a:.3g} vs {b:.3g}"
+    return text
+
+
+def measure_claim(claim: Claim, frame: pd.DataFrame, budget: str | None) -> ClaimResult:
+    """One claim's number, verdict and details from the labelled ok records."""
+    selected = frame[claim.select(frame).to_numpy()] if len(frame) else frame
+    rows = _restrict_to_reduced(claim, selected)
+    result = ClaimResult(claim, rows)
+    result.wall_s = wall_seconds(selected)
+    for reduction in claim.reductions:
+        effect = paired_effect(claim, selected, reduction)
+        if effect is not None:
+            result.reductions.append(effect)
+    if rows.empty:
+        return result
+    if claim.metric == "success":
+        _success_claim(result, budget)
+    elif claim.metric == "curve":
+        _curve_claim(result)
+    elif claim.metric == "angle":
+        _angle_claim(result, budget)
+    elif claim.metric == "outliers":
+        _outlier_claim(result)
+    elif claim.metric == "monotone":
+        _monotone_claim(result)
+    elif claim.metric == "ablation":
+        _ablation_claim(result)
+    else:
+        raise ValueError(f"claim {claim.key}: unknown metric {claim.metric!r}")
+    _enough(result)
+    return result
+
+
+def _enough(result: ClaimResult) -> None:
+    """Replace a verdict drawn from fewer trials than the claim needs."""
+    counts = [result.rate.n] if result.rate is not None else []
+    if result.arms is not None and "n" in result.arms and result.claim.metric != "success":
+        counts = list(result.arms["n"])
+    if counts and min(counts) < result.claim.min_n and not result.verdict.startswith("not run"):
+        result.verdict = (
+            f"too few targets for a verdict (n = {min(counts)} < {result.claim.min_n} per arm); "
+            f"as measured: {result.verdict}"
+        )
+
+
+def measure_claims(frame: pd.DataFrame, claims: Sequence[Claim] = CLAIMS) -> list[ClaimResult]:
+    """Every claim measured on the ok records of ``frame``."""
+    ok = with_labels(ok_trials(frame))
+    results: dict[str, ClaimResult] = {}
+    budget = None
+    for claim in claims:
+        results[claim.key] = measure_claim(claim, ok, budget)
+        if claim.key == "1" and results["1"].arms is not None:
+            budget = reported_budget(results["1"].arms)
+    return [results[c.key] for c in claims]
+
+
+def gpu_estimate(claim: Claim) -> str:
+    hours = claim.paper_trials * claim.paper_cpu_seconds_per_trial / 50 / 3600
+    return f"~{hours:.1f} GPU-hours for {claim.paper_trials} trials ({GPU_BASIS})"
+
+
+# Figures -------------------------------------------------------------------------------------
+
+
+def plot_budget(results: Sequence[ClaimResult], out_dir: Path) -> list[Path]:
+    """Success against the budget (claims 1, 2, 4): Wilson intervals, L-inf and L2 ladders."""
+    fig, (ax,) = subplots(1, width=7.0)
+    series = []
+    for result in results:
+        if result.claim.key in ("2", "4") and result.arms is not None and "budget" in result.arms:
+            name = "pair (claims 1-2)" if result.claim.key == "2" else "3-way (claim 4)"
+            series.append((name, result.arms))
+    colours = palette_for([name for name, _ in series] or ["none"])
+    for name, arms in series:
+        for kind, marker in (("linf", "o"), ("l2", "s")):
+            part = arms[arms["budget"].str.startswith(kind)]
+            if part.empty:
+                continue
+            x = part["budget"].map(_per_pixel_255)
+            ax.errorbar(
+                x,
+                part["rate"],
+                yerr=[part["rate"] - part["ci_low"], part["ci_high"] - part["rate"]],
+                marker=marker,
+                capsize=3,
+                color=colours[name],
+                ls="-" if kind == "linf" else "--",
+                label=f"{name}, {kind}",
+            )
+    ax.axhline(GOAL_RATE, color="grey", ls=":", lw=1)
+    ax.set(
+        xlabel="budget radius (L-inf in /255; L2 as its per-pixel equivalent in /255)",
+        ylabel="one-shot success rate (95 % Wilson CI)",
+        title="CIFAR-10 transfer analog: success vs perceptibility budget",
+        ylim=(-0.02, 1.02),
+    )
+    if series:
+        ax.legend()
+    return save_figure(fig, out_dir, FIGURE_BUDGET, formats=("png",))
+
+
+def _per_pixel_255(label: str) -> float:
+    kind, _, rest = label.partition(" ")
+    if kind == "linf":
+        return float(rest.split("/")[0])
+    return float(rest.split("(")[1].split("/")[0])
+
+
+def plot_angles(results: Sequence[ClaimResult], out_dir: Path, budget: str | None) -> list[Path]:
+    """Angular deviation per retraining epoch (claim 3): crafted, noise floor, end-to-end."""
+    fig, axes = subplots(2, width=5.5)
+    result = next(r for r in results if r.claim.key == "3")
+    rows = result.records
+    groups = []
+    if len(rows):
+        transfer = rows[rows["scenario"] == "transfer"]
+        crafted = transfer[transfer["optimize"].astype(bool)]
+        if len(crafted):
+            crafted = _headline_rows(ClaimResult(result.claim, crafted), budget)
+            groups.append((0, f"transfer, crafted ({crafted['budget'].iloc[0]})", crafted))
+        floor = transfer[~transfer["optimize"].astype(bool)]
+        if len(floor):
+            groups.append((0, "transfer, clean base (noise floor)", floor))
+        e2e = rows[rows["scenario"] == "end_to_end"]
+        if len(e2e):
+            groups.append((1, "end-to-end", e2e))
+    colours = palette_for([name for _, name, _ in groups] or ["none"])
+    for axis, name, part in groups:
+        curves = [a for a in part["angular_deviation_per_epoch"] if isinstance(a, list) and a]
+        if not curves:
+            continue
+        length = min(map(len, curves))
+        data = np.array([c[:length] for c in curves], dtype=float)
+        mean = data.mean(0)
+        half = 1.96 * data.std(0, ddof=1) / math.sqrt(len(data)) if len(data) > 1 else 0 * mean
+        epochs = np.arange(1, length + 1)
+        axes[axis].plot(epochs, mean, color=colours[name], label=f"{name} (n={len(data)})")
+        axes[axis].fill_between(epochs, mean - half, mean + half, color=colours[name], alpha=0.2)
+    axes[0].axhline(23.0, color="grey", ls=":", lw=1, label="paper: 23 deg")
+    axes[0].set(
+        xlabel="head retraining epoch", ylabel="angle to the control (deg)", title="Transfer"
+    )
+    axes[1].set(xlabel="retraining epoch", ylabel="angle to the control (deg)", title="End-to-end")
+    for ax in axes:
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    return save_figure(fig, out_dir, FIGURE_ANGLES, formats=("png",))
+
+
+def plot_e2e(results: Sequence[ClaimResult], out_dir: Path) -> list[Path]:
+    """End-to-end success rates with Wilson intervals (claims 5-8), one bar per arm."""
+    bars = []
+    for result in results:
+        if result.claim.key not in ("5", "6", "7", "8") or result.records.empty:
+            continue
+        if result.arms is not None and len(result.arms):
+            column = result.arms.columns[0]
+            for _, row in result.arms.iterrows():
+                bars.append((f"{result.claim.key}: {row[column]}", row))
+        elif result.rate is not None:
+            low, high = result.rate.interval
+            bars.append(
+                (
+                    f"{result.claim.key}: as run",
+                    {"rate": result.rate.rate, "ci_low": low, "ci_high": high},
+                )
+            )
+    fig, (ax,) = subplots(1, width=7.0)
+    for i, (_, row) in enumerate(bars):
+        ax.bar(i, row["rate"], color="#4c72b0")
+        ax.errorbar(
+            i, row["rate"], yerr=[[row["rate"] - row["ci_low"]], [row["ci_high"] - row["rate"]]],
+            color="black", capsize=3,
+        )  # fmt: skip
+    ax.set_xticks(range(len(bars)), [name for name, _ in bars], rotation=30, ha="right")
+    ax.set(ylabel="success rate (95 % Wilson CI)", ylim=(0, 1.02), title="End-to-end claims")
+    if not bars:
+        ax.text(0.5, 0.5, "no end-to-end records", ha="center", transform=ax.transAxes)
+    return save_figure(fig, out_dir, FIGURE_E2E, formats=("png",))
+
+
+# Markdown ------------------------------------------------------------------------------------
+
+
+def _fmt(value: float | None, pattern: str = "{:.1f}") -> str:
+    return (
+        "n/a"
+        if value is None or (isinstance(value, float) and math.isnan(value))
+        else pattern.format(value)
+    )
+
+
+def _arm_markdown(arms: pd.DataFrame) -> list[str]:
+    column = arms.columns[0]
+    lines = [
+        f"| {column} | n | successes | rate (95 % CI) | median PSNR dB | max L-inf /255 | "
+        "control successes | accuracy drop pt | wall min |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for _, row in arms.iterrows():
+        lines.append(
+            f"| {row[column]} | {row['n']} | {row['successes']} | {100 * row['rate']:.0f} % "
+            f"({100 * row['ci_low']:.0f}-{100 * row['ci_high']:.0f}) | "
+            f"{_fmt(row['psnr_median'])} | {_fmt(row['linf255_max'])} | "
+            f"{row['control_successes']} | {_fmt(row['acc_drop_pt'], '{:.2f}')} | "
+            f"{_fmt(row['wall_min'])} |"
+        )
+    return lines
+
+
+def render(
+    results: Sequence[ClaimResult], command: str, frame: pd.DataFrame, notes: str = ""
+) -> str:
+    """The report's Markdown."""
+    total_s = wall_seconds(ok_trials(frame))
+    sha = ", ".join(
+        sorted(map(str, pd.unique(frame.get("git_sha", pd.Series(dtype=str)).dropna())))
+    )
+    lines = [
+        "# Replication report: Poison Frogs! claims measured by frogs",
+        "",
+        f"Generated by `{command}` from {len(frame)} trial records (frogs commits: "
+        f"{sha or 'n/a'}). Do not edit by hand: edit `analysis/claims.py` or rerun.",
+        "Verdict rules: a rate is *reproduced* when the paper's number lies in frogs' Wilson 95 % "
+        "interval; *at reduced scale* when the run was reduced (see each claim); qualitative "
+        "claims (outliers, #poisons, ablation) check the direction the paper reports. "
+        "Perceptibility is the worst poison of each trial against its base (the image it is "
+        "labelled as).",
+        "",
+        "| # | claim | paper | frogs (n, 95 % CI) | median PSNR dB | max L-inf /255 | verdict |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r.claim.key} | {r.claim.title} | {r.claim.paper} | {r.number} | "
+            f"{_fmt(r.psnr_median)} | {_fmt(r.linf255_max)} | {r.verdict} |"
+        )
+    if notes:
+        lines += ["", notes.strip()]
+    for r in results:
+        lines += ["", f"## {r.claim.key}. {r.claim.title}", ""]
+        lines.append(f"- paper: {r.claim.paper}")
+        lines.append(f"- frogs: {r.number}")
+        lines.append(f"- verdict: {r.verdict}")
+        lines += [f"- {detail}" for detail in r.details]
+        status = "as run here" if not r.records.empty else "not run here; the command would be"
+        lines.append(f"- command ({status}): `{r.claim.command}`")
+        lines.append(f"- scale: {r.claim.scale}")
+        for effect in r.reductions:
+            lines.append(f"- reduction measured: {effect}")
+        if r.claim.reductions and not r.reductions:
+            names = ", ".join(red.what for red in r.claim.reductions)
+            lines.append(f"- reductions not yet measured on paired targets: {names}")
+        lines.append(f"- wall time here: {r.wall_s / 60:.1f} min of trial stages")
+        lines.append(f"- paper scale: `{r.claim.paper_command}`; {gpu_estimate(r.claim)}")
+        lines.append(f"- figure: ![{r.figure}](img/{r.figure}.png)")
+        if r.arms is not None and len(r.arms):
+            lines += ["", *_arm_markdown(r.arms)]
+    lines += [
+        "",
+        "## Compute",
+        "",
+        f"Trial stages of every record read: {total_s / 60:.1f} min wall on the recording "
+        "machines (records' craft_s + retrain_s + eval_s; pretraining the clean models is not in "
+        "the records and is stated with each claim's scale).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_replication(
+    frame: pd.DataFrame, out: Path, command: str, notes: str = ""
+) -> tuple[Path, list[ClaimResult]]:
+    """Measure every claim, draw the figures into ``out.parent / img`` and write ``out``."""
+    results = measure_claims(frame)
+    images = out.parent / "img"
+    budget = next(
+        (reported_budget(r.arms) for r in results if r.claim.key == "1" and r.arms is not None),
+        None,
+    )
+    with style():
+        plot_budget(results, images)
+        plot_angles(results, images, budget)
+        plot_e2e(results, images)
+    atomic_write_text(out, render(results, command, frame, notes))
+    return out, results
