@@ -340,18 +340,28 @@ def _angle_claim(result: ClaimResult, budget: str | None) -> None:
     if len(crafted):
         mean = float(crafted["angular_deviation_deg"].astype(float).mean())
         ratio = mean / 23.0
+        same_order = 0.5 <= ratio <= 2
         verdicts.append(
-            "transfer magnitude "
-            + (
-                "reproduced"
-                if 0.5 <= ratio <= 2
-                else f"not reproduced ({ratio:.2f} x the paper's 23 deg)"
-            )
+            f"transfer {mean:.1f} deg = {ratio:.2f} x the paper's 23 deg: "
+            + ("same order (within 2x)" if same_order else "not reproduced (not within 2x)")
         )
+        if len(floor):
+            floor_mean = float(floor["angular_deviation_deg"].astype(float).mean())
+            verdicts.append(
+                f"{floor_mean:.1f} deg of it is the noise floor"
+                if floor_mean < mean
+                else "not above the noise floor"
+            )
+        first = _first_epoch_share(crafted)
+        if first is not None:
+            verdicts.append(
+                "mostly in the first epoch: "
+                + ("reproduced" if first >= 0.5 else f"not reproduced ({100 * first:.0f} %)")
+            )
     if len(e2e):
         mean = float(e2e["angular_deviation_deg"].astype(float).mean())
         verdicts.append(
-            "end-to-end fractions of a degree "
+            "end-to-end fractions of a degree: "
             + ("reproduced at reduced scale" if mean < 1 else "not reproduced")
         )
     result.verdict = "; ".join(verdicts) if verdicts else "not run here"
@@ -502,6 +512,12 @@ def measure_claim(claim: Claim, frame: pd.DataFrame, budget: str | None) -> Clai
     else:
         raise ValueError(f"claim {claim.key}: unknown metric {claim.metric!r}")
     _enough(result)
+    if claim.expected_arms and result.arms is not None:
+        missing = [arm for arm in claim.expected_arms if arm not in set(result.arms.iloc[:, 0])]
+        if missing:
+            result.details.append(f"arms not run here: {', '.join(missing)}")
+    if claim.why_not and "not reproduced" in result.verdict:
+        result.details.append(f"why not reproduced here: {claim.why_not}")
     return result
 
 
@@ -530,8 +546,12 @@ def measure_claims(frame: pd.DataFrame, claims: Sequence[Claim] = CLAIMS) -> lis
 
 
 def gpu_estimate(claim: Claim) -> str:
+    """The paper-scale run's GPU time, from its CPU seconds per trial and an assumed speed-up."""
     hours = claim.paper_trials * claim.paper_cpu_seconds_per_trial / 50 / 3600
-    return f"~{hours:.1f} GPU-hours for {claim.paper_trials} trials ({GPU_BASIS})"
+    return (
+        f"~{hours:.1f} GPU-hours for {claim.paper_trials} trials at "
+        f"{claim.paper_cpu_seconds_per_trial:,.0f} CPU-s each ({GPU_BASIS})"
+    )
 
 
 # Figures -------------------------------------------------------------------------------------
@@ -609,8 +629,15 @@ def plot_angles(results: Sequence[ClaimResult], out_dir: Path, budget: str | Non
         mean = data.mean(0)
         half = 1.96 * data.std(0, ddof=1) / math.sqrt(len(data)) if len(data) > 1 else 0 * mean
         epochs = np.arange(1, length + 1)
-        axes[axis].plot(epochs, mean, color=colours[name], label=f"{name} (n={len(data)})")
+        axes[axis].errorbar(
+            epochs, mean, yerr=half if length < 5 else None, color=colours[name],
+            label=f"{name} (n={len(data)})",
+            marker="o" if length < 5 else None, capsize=3 if length < 5 else 0,
+        )  # fmt: skip
         axes[axis].fill_between(epochs, mean - half, mean + half, color=colours[name], alpha=0.2)
+        if axis == 1 and "control_drift_deg" in part:
+            drift = pd.to_numeric(part["control_drift_deg"], errors="coerce").median()
+            axes[1].axhline(drift, color="grey", ls=":", lw=1, label="control vs clean model")
     axes[0].axhline(23.0, color="grey", ls=":", lw=1, label="paper: 23 deg")
     axes[0].set(
         xlabel="head retraining epoch", ylabel="angle to the control (deg)", title="Transfer"

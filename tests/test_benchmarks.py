@@ -18,15 +18,17 @@ def test_tiny_run_writes_positive_ratios(tmp_path, monkeypatch, capsys):
     pytest.importorskip("art")
     monkeypatch.setattr(benchmarks.run, "QUICK", TINY)
     out = tmp_path / "bench.json"
-    assert main(["--quick", "--only", "craft,e2e,analysis", "--out", str(out)]) == 0
+    assert main(["--quick", "--only", "craft,e2e,amp,analysis", "--out", str(out)]) == 0
     figures = json.loads(out.read_text())
-    for key in ("craft_vs_bare", "craft_vs_art", "e2e_vs_bare"):
+    assert figures["amp_auto"] is figures["amp_native_bf16"]
+    for key in ("craft_vs_bare", "craft_vs_art", "e2e_vs_bare", "amp_vs_fp32_bare"):
         assert isinstance(figures[key], float) and math.isfinite(figures[key])
         assert figures[key] > 0
     assert figures.get("analysis_s", 1.0) > 0 or "analysis_error" in figures
     assert figures["machine"]["torch"] == torch.__version__
     printed = capsys.readouterr().out
     assert "| craft, 2 poisons |" in printed and "machine:" in printed
+    assert "| e2e retrain, bf16 autocast (" in printed
 
 
 def test_unknown_benchmark_is_a_one_line_error(capsys):
