@@ -1,4 +1,5 @@
-"""Eight jobs started at once on an empty cache: the clean model and features are built once."""
+"""Eight jobs started at once on an empty cache: every shared entry (the duplicate mask, the clean
+model, the features, the clean head) is built once."""
 
 from __future__ import annotations
 
@@ -35,12 +36,14 @@ def test_cold_cache_is_built_once_by_eight_concurrent_jobs(tmp_path):
     assert text.count("cache miss models/") == 1
     assert text.count("pretraining") == 1
     assert text.count("cache miss features/") == 2  # the train and test splits, once each
+    assert text.count("cache miss heads/") == 1  # the transfer victim's clean head (control)
+    assert text.count("cache miss duplicates/") == 1  # the train/test duplicate mask
     assert text.count("cache hit models/") == JOBS - 1
     # A reader that met a half-written entry would have called it unusable and rebuilt it.
     assert "unusable" not in text and "no checksum file" not in text
 
     entries = sorted(cache.glob("*/*.pt"))
-    assert len(entries) == 3
+    assert len(entries) == 5
     for entry in entries:
         meta = json.loads(entry.with_suffix(".json").read_text())
         assert hashlib.sha256(entry.read_bytes()).hexdigest() == meta["sha256"]
