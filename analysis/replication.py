@@ -20,7 +20,13 @@ import pandas as pd
 from analysis.claims import CLAIMS, GPU_BASIS, Claim, Reduction
 from analysis.outputs import atomic_write_text, save_figure
 from analysis.plotting import palette_for, style, subplots
-from analysis.stats import ablation_arm, mean_interval, ok_trials, wilson_interval
+from analysis.stats import (
+    ablation_arm,
+    mean_interval,
+    ok_trials,
+    success_table,
+    wilson_interval,
+)
 
 #: The goal of claim 2: the smallest L-inf budget with at least this one-shot success rate.
 GOAL_RATE = 0.9
@@ -152,36 +158,18 @@ def _max(rows: pd.DataFrame, column: str) -> float | None:
 
 
 def arm_table(rows: pd.DataFrame, by: str) -> pd.DataFrame:
-    """Per arm: n, successes, rate, Wilson interval, median PSNR and max L-inf/255 of the
-    worst poison of each trial, the control's successes and the wall time."""
-    table = []
-    for arm, part in rows.groupby(by, sort=False):
-        rate = rate_of(part)
-        low, high = rate.interval
-        table.append(
-            {
-                by: arm,
-                "n": rate.n,
-                "successes": rate.successes,
-                "rate": rate.rate,
-                "ci_low": low,
-                "ci_high": high,
-                "psnr_median": _median(part, "poison_psnr_base_worst"),
-                "linf255_max": _max(part, "poison_linf255_base_worst"),
-                "control_successes": int(
-                    part.get("control_success", pd.Series(dtype=bool))
-                    .fillna(False)
-                    .astype(bool)
-                    .sum()
-                ),
-                "acc_drop_pt": _accuracy_drop(part),
-                "wall_min": wall_seconds(part) / 60,
-            }
-        )
-    result = pd.DataFrame(table)
-    if by == "budget" and len(result):
-        result = result.sort_values(by, key=lambda s: s.map(budget_order)).reset_index(drop=True)
-    return result
+    """``analysis.stats.success_table`` per arm (n, successes, rate, Wilson interval, the worst
+    poison's median PSNR and max L-inf/255, the control's successes) plus the mean clean-accuracy
+    drop and the wall time of each arm; budgets in ladder order."""
+    table = success_table(rows, by=by)
+    extras = {
+        arm: (_accuracy_drop(part), wall_seconds(part) / 60) for arm, part in rows.groupby(by)
+    }
+    table["acc_drop_pt"] = table[by].map(lambda arm: extras[arm][0])
+    table["wall_min"] = table[by].map(lambda arm: extras[arm][1])
+    if by == "budget" and len(table):
+        table = table.sort_values(by, key=lambda s: s.map(budget_order)).reset_index(drop=True)
+    return table
 
 
 def _accuracy_drop(rows: pd.DataFrame) -> float | None:
@@ -225,8 +213,8 @@ def _rate_verdict(claim: Claim, rate: Rate, psnr: float | None) -> str:
     return why
 
 
-def _headline_rows(result: ClaimResult, budget: str | None) -> pd.DataFrame:
-    rows = result.records
+def _headline_rows(rows: pd.DataFrame, budget: str | None) -> pd.DataFrame:
+    """The rows at the reported budget, else at L-inf 8/255, else at the most-run budget."""
     if budget is not None and budget in set(rows["budget"]):
         return rows[rows["budget"] == budget]
     linf8 = rows[rows["budget"] == "linf 8/255"]
@@ -242,7 +230,7 @@ def _success_claim(result: ClaimResult, budget: str | None) -> None:
     if claim.arms:
         result.arms = arm_table(rows, claim.arms)
     if claim.arms == "budget":
-        rows = _headline_rows(result, budget)
+        rows = _headline_rows(rows, budget)
         result.details.append(f"headline budget: {rows['budget'].iloc[0]}")
         if "target_class" in rows:
             for pair, part in rows.groupby(rows["target_class"] + " -> " + rows["base_class"]):
@@ -301,17 +289,23 @@ def _curve_claim(result: ClaimResult) -> None:
         result.verdict = "not run here at 2/255"
 
 
-def _angle_claim(result: ClaimResult, budget: str | None) -> None:
-    rows = result.records
+def angle_groups(
+    rows: pd.DataFrame, budget: str | None
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Claim 3's records split: crafted transfer poisons at the headline budget, the transfer
+    noise floor (clean bases, no crafting) and the end-to-end trials."""
     transfer = rows[rows["scenario"] == "transfer"]
     crafted = transfer[transfer["optimize"].astype(bool)]
+    if len(crafted):
+        crafted = _headline_rows(crafted, budget)
     floor = transfer[~transfer["optimize"].astype(bool)]
-    e2e = rows[rows["scenario"] == "end_to_end"]
+    return crafted, floor, rows[rows["scenario"] == "end_to_end"]
+
+
+def _angle_claim(result: ClaimResult, budget: str | None) -> None:
+    crafted, floor, e2e = angle_groups(result.records, budget)
     parts = []
     if len(crafted):
-        crafted = _headline_rows(
-            ClaimResult(result.claim, crafted.assign(budget=crafted["budget"])), budget
-        )
         mean, low, high = mean_interval(crafted["angular_deviation_deg"].astype(float))
         parts.append(f"transfer {mean:.2f} deg (95 % CI {low:.2f}-{high:.2f}, n={len(crafted)})")
         first = _first_epoch_share(crafted)
@@ -605,18 +599,13 @@ def plot_angles(results: Sequence[ClaimResult], out_dir: Path, budget: str | Non
     """Angular deviation per retraining epoch (claim 3): crafted, noise floor, end-to-end."""
     fig, axes = subplots(2, width=5.5)
     result = next(r for r in results if r.claim.key == "3")
-    rows = result.records
     groups = []
-    if len(rows):
-        transfer = rows[rows["scenario"] == "transfer"]
-        crafted = transfer[transfer["optimize"].astype(bool)]
+    if len(result.records):
+        crafted, floor, e2e = angle_groups(result.records, budget)
         if len(crafted):
-            crafted = _headline_rows(ClaimResult(result.claim, crafted), budget)
             groups.append((0, f"transfer, crafted ({crafted['budget'].iloc[0]})", crafted))
-        floor = transfer[~transfer["optimize"].astype(bool)]
         if len(floor):
             groups.append((0, "transfer, clean base (noise floor)", floor))
-        e2e = rows[rows["scenario"] == "end_to_end"]
         if len(e2e):
             groups.append((1, "end-to-end", e2e))
     colours = palette_for([name for _, name, _ in groups] or ["none"])
@@ -703,8 +692,8 @@ def _arm_markdown(arms: pd.DataFrame) -> list[str]:
         lines.append(
             f"| {row[column]} | {row['n']} | {row['successes']} | {100 * row['rate']:.0f} % "
             f"({100 * row['ci_low']:.0f}-{100 * row['ci_high']:.0f}) | "
-            f"{_fmt(row['psnr_median'])} | {_fmt(row['linf255_max'])} | "
-            f"{row['control_successes']} | {_fmt(row['acc_drop_pt'], '{:.2f}')} | "
+            f"{_fmt(row.get('psnr_median'))} | {_fmt(row.get('linf255_max'))} | "
+            f"{row.get('control_successes', 'n/a')} | {_fmt(row['acc_drop_pt'], '{:.2f}')} | "
             f"{_fmt(row['wall_min'])} |"
         )
     return lines

@@ -27,7 +27,7 @@ from frogs.errors import ConfigError, FrogsError, NumericalError
 from frogs.models import MODELS, prepare_for_device
 from frogs.perceptibility import perceptibility_fields
 from frogs.precision import resolve_amp
-from frogs.pretrain import CleanModel, load_clean_model
+from frogs.pretrain import CleanModel, dataset_fingerprint, load_clean_model
 from frogs.records import (
     RESULTS_FILE,
     SCHEMA_VERSION,
@@ -132,15 +132,9 @@ def resolve_stop_distance(settings: JobSettings, victim: Victim) -> float | None
 
 
 def cached_duplicates(data: ImageData, cache: ArtifactCache) -> torch.Tensor:
-    """``duplicated_test_images(data)``, computed once per dataset content and cached (hashing
-    70,000 images is a noticeable part of a job's start)."""
-    key = stable_hash(
-        {
-            "name": data.name,
-            "train": [list(data.train_x.shape), float(data.train_x.double().sum())],
-            "test": [list(data.test_x.shape), float(data.test_x.double().sum())],
-        }
-    )
+    """``duplicated_test_images(data)``, computed once per dataset and cached (hashing 70,000
+    images is a noticeable part of a job's start); keyed like the clean model's data."""
+    key = stable_hash(dataset_fingerprint(data))
 
     def build() -> dict[str, torch.Tensor]:
         return {"duplicated": duplicated_test_images(data)}

@@ -141,11 +141,6 @@ def pretrain_indices(
     return per_class_subset(data.train_y, classes, pretrain.train_per_class, pretrain.seed)
 
 
-def test_indices(data: ImageData, classes: Sequence[int]) -> torch.Tensor:
-    """The test images of the classes the clean model learnt (its test accuracy's images)."""
-    return torch.nonzero(torch.isin(data.test_y, torch.tensor(list(classes)))).flatten()
-
-
 def accuracy(model: FeatureClassifier, x: torch.Tensor, y: torch.Tensor) -> float:
     """Top-1 accuracy of ``model`` on (x, y); ``x`` may live on the CPU, it moves batch by batch."""
     device = next(model.parameters()).device
@@ -238,7 +233,7 @@ def _from_cache(
         else:
             seconds.append(0.0)
         model.eval()
-        test = test_indices(data, classes)
+        test = per_class_subset(data.test_y, classes, None, 0)  # every test image it learnt
         state[_TEST_ACCURACY] = torch.tensor(accuracy(model, data.test_x[test], data.test_y[test]))
         state.update({k: v.detach().cpu() for k, v in model.state_dict().items()})
         return state
