@@ -21,7 +21,7 @@ E2E_CPU = (
     "victim=end_to_end attack=feature_collision_e2e model.checkpoint=checkpoints/cpu.pt "
     "attack.num_poisons=50 attack.opacity=0.3 attack.iters=200 victim.epochs=1"
 )
-#: The paper's end-to-end setting (Sec. 4, App. F): every e2e_* sweep at scale=paper.
+#: The paper's end-to-end setting (Sec. 4, App. F): every e2e_* sweep file as it stands.
 E2E_PAPER = "victim=end_to_end attack=feature_collision_e2e model/pretrain=paper"
 #: Writes the CPU clean model of the end-to-end rows (about 28 min on 2 cores, once).
 E2E_CHECKPOINT = (
@@ -61,26 +61,35 @@ def task_size(frame: pd.DataFrame) -> pd.Series:
     return _column(frame, "task_classes").map(lambda v: len(v) if isinstance(v, list) else 0)
 
 
+def paper_attack(frame: pd.DataFrame) -> pd.Series:
+    """Records of the paper's attack (feature collision) on an undefended victim (a record
+    without a ``defense`` column had none)."""
+    undefended = _column(frame, "defense", "none").astype(object).fillna("none").eq("none")
+    return _is(frame, "attack", "feature_collision") & undefended
+
+
 def transfer_analog(frame: pd.DataFrame, classes: int = 2) -> pd.Series:
     """Transfer-victim records on CIFAR-10 whose extractor never saw the task's classes."""
     return (
-        _is(frame, "scenario", "transfer")
+        paper_attack(frame)
+        & _is(frame, "scenario", "transfer")
         & _is(frame, "dataset", "cifar10")
         & _is(frame, "pretrain_classes", "without_task")
         & (task_size(frame) == classes)
-        & _is(frame, "num_poisons", 1)
+        & _is(frame, "attack.num_poisons", 1)
     )
 
 
 def crafted(frame: pd.DataFrame) -> pd.Series:
     """Records of a crafted (optimised) attack."""
-    return _is(frame, "optimize", True)
+    return _is(frame, "attack.optimize", True)
 
 
 def end_to_end(frame: pd.DataFrame, target: str, base: str) -> pd.Series:
     """End-to-end records on CIFAR-10 for the pair ``target`` -> ``base``."""
     return (
-        _is(frame, "scenario", "end_to_end")
+        paper_attack(frame)
+        & _is(frame, "scenario", "end_to_end")
         & _is(frame, "dataset", "cifar10")
         & _is(frame, "target_class", target)
         & _is(frame, "base_class", base)
@@ -90,9 +99,9 @@ def end_to_end(frame: pd.DataFrame, target: str, base: str) -> pd.Series:
 def full_recipe(frame: pd.DataFrame, poisons: int = 50, opacity: float = 0.3) -> pd.Series:
     """The paper's full end-to-end recipe: crafted, watermarked, distinct bases."""
     return (
-        _is(frame, "num_poisons", poisons)
-        & (pd.to_numeric(_column(frame, "opacity"), errors="coerce") == opacity)
-        & _is(frame, "multi_base", True)
+        _is(frame, "attack.num_poisons", poisons)
+        & (pd.to_numeric(_column(frame, "attack.opacity"), errors="coerce") == opacity)
+        & _is(frame, "attack.multi_base", True)
         & crafted(frame)
     )
 
@@ -113,8 +122,8 @@ class Reduction:
 #: The end-to-end reductions whose effect is measured on paired targets (claim 5); their
 #: comparison runs count in no claim's number.
 E2E_REDUCTIONS = (
-    Reduction("crafting iterations", "iters", 1000),
-    Reduction("retraining epochs", "retrain_epochs", 3),
+    Reduction("crafting iterations", "attack.iters", 1000),
+    Reduction("retraining epochs", "victim.epochs", 3),
 )
 
 
@@ -235,7 +244,7 @@ CLAIMS: tuple[Claim, ...] = (
             "budget=linf8 hydra.sweep.dir=multirun/replication_floor; end-to-end: claim 5's"
         ),
         scale=TRANSFER_SCALE,
-        paper_command="the transfer_oneshot and e2e_poison_count sweeps (scale=paper)",
+        paper_command="the transfer_oneshot and e2e_poison_count sweeps (paper scale)",
         paper_cpu_seconds_per_trial=_TRANSFER_PAPER_TRIAL_S,
         paper_trials=1099,
     ),
@@ -320,7 +329,7 @@ CLAIMS: tuple[Claim, ...] = (
         select=lambda f: (
             end_to_end(f, "bird", "dog")
             & crafted(f)
-            & _is(f, "multi_base", True)
+            & _is(f, "attack.multi_base", True)
             & _is(f, "target_selection", "random")
         ),
         command=(
@@ -341,7 +350,7 @@ CLAIMS: tuple[Claim, ...] = (
         metric="ablation",
         select=lambda f: (
             end_to_end(f, "airplane", "frog")
-            & _is(f, "num_poisons", 50)
+            & _is(f, "attack.num_poisons", 50)
             & _is(f, "target_selection", "random")
             & as_run(f)
         ),

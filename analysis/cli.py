@@ -14,7 +14,15 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.load import NoRecordsError, load_records
-from analysis.stats import PARAM_COLUMNS, UnknownColumnError, format_values, success_table
+from analysis.stats import (
+    PARAM_COLUMNS,
+    SETTINGS_PREFIXES,
+    UnknownColumnError,
+    compares_defenses,
+    defense_table,
+    format_values,
+    success_table,
+)
 
 logger = logging.getLogger("analysis")
 PROG = "frogs-analyze"
@@ -34,11 +42,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--by", nargs="+", metavar="COL",
         help="group success rates by these columns (default: the varying parameters among "
-        f"{', '.join(PARAM_COLUMNS)})",
+        f"{', '.join(PARAM_COLUMNS)} and every {', '.join(p + '*' for p in SETTINGS_PREFIXES)} "
+        "setting column, e.g. attack.num_poisons victim.epochs defense.k)",
     )  # fmt: skip
     parser.add_argument(
         "--out", type=Path, metavar="OUT",
-        help="write success.csv (+ .parquet), the figures (PNG and PDF) and the report here",
+        help="write success.csv (+ .parquet; defenses.csv too when the records hold several "
+        "attacks or defenses), the figures (PNG and PDF) and the report here",
+    )  # fmt: skip
+    parser.add_argument(
+        "--defenses", type=Path, metavar="FILE.md",
+        help="write the attacks-against-defenses table (one row per attack and defense: n, "
+        "success rate with Wilson 95 %% CI, poison recall, clean points removed, "
+        "perceptibility, control successes) to this Markdown file",
     )  # fmt: skip
     parser.add_argument(
         "--report", action="store_true", help="also write OUT/report.html (needs --out)"
@@ -73,16 +89,19 @@ def _error(message: str) -> int:
     return 2
 
 
+def _command(argv: Sequence[str] | None) -> str:
+    """The command line as typed (for the generated Markdown files)."""
+    return " ".join([PROG, *(sys.argv[1:] if argv is None else argv)])
+
+
 def _replication(
     frame: pd.DataFrame, out: Path, notes: Path | None, argv: Sequence[str] | None
 ) -> None:
     """Write the replication report and print its headline rows."""
     from analysis.replication import write_replication
 
-    words = list(sys.argv[1:] if argv is None else argv)
-    command = " ".join([PROG, *words])
     text = notes.read_text() if notes is not None else ""
-    path, results = write_replication(frame, out, command, text)
+    path, results = write_replication(frame, out, _command(argv), text)
     print()
     for row in results:
         print(f"claim {row.claim.key} ({row.claim.title}): {row.number} -> {row.verdict}")
@@ -103,11 +122,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = load_records(args.dirs)
         table = success_table(result.frame, by=args.by)
+        several = compares_defenses(result.frame)
+        defenses = defense_table(result.frame) if several or args.defenses else None
     except (NoRecordsError, UnknownColumnError) as exc:
         return _error(str(exc))
     print(result.summary())
     print()
     print(format_table(table))
+    if several:
+        print()
+        print("attacks against defenses:")
+        print(format_table(defenses))
+    if args.defenses is not None:
+        from analysis.report import write_defenses
+
+        logger.info("wrote %s", write_defenses(defenses, args.defenses, _command(argv)))
     if args.replication is not None:
         _replication(result.frame, args.replication, args.notes, argv)
     if args.out is None:
@@ -117,6 +146,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     for path in write_table(table, args.out, "success"):
         logger.info("wrote %s", path)
+    if several:
+        for path in write_table(defenses, args.out, "defenses"):
+            logger.info("wrote %s", path)
     figures = None if args.no_figures else make_figures(result.frame, args.out)
     if figures is not None:
         logger.info("wrote %d figure(s) to %s", len(figures.written), args.out)

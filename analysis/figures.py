@@ -18,6 +18,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.axes import Axes
 
+from analysis.load import NO_DEFENSE
 from analysis.outputs import save_figure
 from analysis.plotting import (
     FigureDataError,
@@ -29,15 +30,23 @@ from analysis.plotting import (
     series_label,
     subplots,
 )
-from analysis.stats import ARMS, ablation_arm, class_pair, ok_trials, success_table
+from analysis.stats import (
+    ARMS,
+    DEFENSE_KEYS,
+    ablation_arm,
+    class_pair,
+    compares_defenses,
+    ok_trials,
+    success_table,
+)
 from analysis.tensor_figures import plot_feature_space, plot_poison_grid
 
 logger = logging.getLogger(__name__)
 
 #: Columns that may split the poison-count curves into separate lines, in label order.
-SERIES_COLUMNS = ("scenario", "pair", "target_selection", "opacity")
+SERIES_COLUMNS = ("scenario", "attack", "defense", "pair", "target_selection", "attack.opacity")
 #: Columns that may split the success-vs-budget curves: a radius means something else per norm.
-BUDGET_SERIES_COLUMNS = ("constraint", "recipe", "scenario")
+BUDGET_SERIES_COLUMNS = ("constraint", "attack", "defense", "attack.recipe", "scenario")
 #: The per-trial PSNR whose distribution fig_perceptibility shows: worst poison vs its base.
 PSNR_COLUMN = "poison_psnr_base_worst"
 
@@ -55,29 +64,32 @@ def plot_poison_count(
 ) -> list[Path] | None:
     """Success rate vs number of poisons with Wilson CI bands (paper Fig. 5b).
 
-    One line per value of ``series`` (default: those of scenario, class pair, target
-    selection and opacity that vary).
+    One line per value of ``series`` (default: those of scenario, attack, defense, class
+    pair, target selection and opacity that vary).
     """
     ok = _with_pair(ok_trials(frame))
-    need(ok, ["num_poisons", "success"])
-    counts = ok["num_poisons"].dropna().unique()
+    need(ok, ["attack.num_poisons", "success"])
+    counts = ok["attack.num_poisons"].dropna().unique()
     if len(counts) < 2:
-        raise FigureDataError(f"needs more than one distinct num_poisons (found {list(counts)})")
+        raise FigureDataError(
+            f"needs more than one distinct attack.num_poisons (found {list(counts)})"
+        )
     if series is None:
         series = [c for c in SERIES_COLUMNS if c in ok and ok[c].nunique(dropna=False) > 1]
-    table = success_table(ok, by=[*series, "num_poisons"])
+    table = success_table(ok, by=[*series, "attack.num_poisons"])
     table["series"] = series_label(table, series)
     colours = palette_for(list(pd.unique(table["series"])))
     fig, (ax,) = subplots(1, width=6.0)
     sns.lineplot(
-        data=table, x="num_poisons", y="rate", hue="series", palette=colours,
+        data=table, x="attack.num_poisons", y="rate", hue="series", palette=colours,
         marker="o", errorbar=None, ax=ax, legend=len(colours) > 1,
     )  # fmt: skip
     for label, part in table.groupby("series", sort=False):
-        part = part.sort_values("num_poisons")
+        part = part.sort_values("attack.num_poisons")
         ax.fill_between(
-            part["num_poisons"], part["ci_low"], part["ci_high"], color=colours[label], alpha=0.2
-        )
+            part["attack.num_poisons"], part["ci_low"], part["ci_high"],
+            color=colours[label], alpha=0.2,
+        )  # fmt: skip
     if ax.get_legend() is not None:
         ax.get_legend().set_title(None)
     ax.set(xlabel="number of poisons", ylabel="attack success rate", ylim=(0, 1.02))
@@ -90,8 +102,9 @@ def plot_perceptibility(frame: pd.DataFrame, out_dir: Path) -> list[Path] | None
     """Success rate vs the budget radius ``eps_255`` with Wilson CI bands, and the
     distribution of each trial's worst-poison PSNR against its base.
 
-    One line per value of constraint / recipe / scenario that varies. Needs more than one
-    distinct (non-null) ``eps_255``; trials without a radius are left out of the curves.
+    One line per value of constraint / attack / defense / recipe / scenario that varies.
+    Needs more than one distinct (non-null) ``eps_255``; trials without a radius are left out
+    of the curves.
     """
     ok = ok_trials(frame)
     need(ok, ["eps_255", "success"])
@@ -217,9 +230,14 @@ def plot_outliers(frame: pd.DataFrame, out_dir: Path, max_targets: int = 1000) -
 
 @figure("fig_ablation")
 def plot_ablation(frame: pd.DataFrame, out_dir: Path, hue: str | None = None) -> list[Path] | None:
-    """Success per ablation arm: full, single base, no optimization, no watermark (Fig. 11)."""
+    """Success per ablation arm: full, single base, no optimization, no watermark (Fig. 11).
+
+    Only the records whose attack has the three switches (feature collision) are counted.
+    """
+    switches = ["attack.multi_base", "attack.optimize", "attack.opacity"]
     ok = ok_trials(frame)
-    need(ok, ["multi_base", "optimize", "opacity", "success"])
+    need(ok, [*switches, "success"])
+    ok = ok.dropna(subset=switches)
     data = ok.assign(arm=ablation_arm(ok))
     arms = list(pd.unique(data["arm"]))
     if len(arms) < 2:
@@ -335,7 +353,53 @@ def plot_angular_per_epoch(frame: pd.DataFrame, out_dir: Path) -> list[Path] | N
     return save_figure(fig, out_dir, "fig_angular_per_epoch")
 
 
-#: Every figure in paper-study order.
+@figure("fig_defenses")
+def plot_defenses(frame: pd.DataFrame, out_dir: Path) -> list[Path] | None:
+    """Success rate with Wilson 95 % error bars per defense, one bar per attack, beside the
+    mean poison recall (the share of the poisons the defense removed; 95 % bootstrap
+    interval) per defense and attack. Defense ``none`` comes first.
+
+    Needs more than one attack or more than one defense among the ok records; the recall
+    panel is left out when the records lack ``poison_recall``.
+    """
+    ok = ok_trials(frame)
+    need(ok, [*DEFENSE_KEYS, "success"])
+    if not compares_defenses(ok):
+        found = ", ".join(f"{key} {ok[key].dropna().iloc[0]}" for key in DEFENSE_KEYS)
+        raise FigureDataError(f"needs more than one attack or defense (found only: {found})")
+    table = success_table(ok, by=list(DEFENSE_KEYS))
+    attacks = list(pd.unique(table["attack"]))
+    names = sorted(map(str, pd.unique(table["defense"])))
+    defenses = [d for d in names if d == NO_DEFENSE] + [d for d in names if d != NO_DEFENSE]
+    recall = pd.to_numeric(ok["poison_recall"], errors="coerce") if "poison_recall" in ok else None
+    has_recall = recall is not None and bool(recall.notna().any())
+    fig, axes = subplots(2 if has_recall else 1, width=max(5.0, 1.2 * len(defenses) + 1.5))
+    rate_bars(axes[0], table, "defense", hue="attack", order=defenses)
+    axes[0].set(xlabel="defense", title="Success against each defense (95 % Wilson CI)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    if has_recall:
+        data = ok.assign(poison_recall=recall).dropna(subset=["poison_recall"])
+        sns.barplot(
+            data=data, x="defense", y="poison_recall", hue="attack", order=defenses,
+            hue_order=attacks, palette=palette_for(attacks), saturation=1.0,
+            errorbar=("ci", 95), seed=0, capsize=0.1, legend=False, ax=axes[1],
+        )  # fmt: skip
+        axes[1].set(
+            xlabel="defense",
+            ylabel="poison recall (share of poisons removed)",
+            ylim=(0, 1.05),
+            title="Poisons removed by the defense (95 % bootstrap CI)",
+        )
+    else:
+        logger.info("fig_defenses: records lack poison_recall; drawing success only")
+    for ax in axes:  # "activation_clustering" on two lines
+        ax.set_xticks(np.arange(len(defenses)), [d.replace("_", "\n") for d in defenses])
+    axes[0].get_legend().remove()  # one legend for both panels, outside them
+    axes[-1].legend(handles, labels, title="attack", loc="upper left", bbox_to_anchor=(1.01, 1))
+    return save_figure(fig, out_dir, "fig_defenses")
+
+
+#: Every figure in paper-study order, then the attacks against the defenses.
 FIGURES = (
     plot_poison_count,
     plot_perceptibility,
@@ -346,6 +410,7 @@ FIGURES = (
     plot_poison_grid,
     plot_feature_space,
     plot_angular_per_epoch,
+    plot_defenses,
 )
 
 

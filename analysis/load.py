@@ -8,21 +8,55 @@ skips and counts malformed lines and keeps one record per ``trial_id``.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 import pandas as pd
 
+from frogs.records import RESULTS_FILE, parse_record_lines, split_record_lines, warn_malformed
+
 logger = logging.getLogger(__name__)
 
-RESULTS_NAME = "results.jsonl"
+RESULTS_NAME = RESULTS_FILE
 REQUIRED_FIELDS = ("trial_id", "status")
 BOOLEAN_COLUMNS = ("success", "control_success")
+#: Last record schema with hand-named setting columns; loading upgrades such records.
+LEGACY_SCHEMA = 2
+#: History, frozen: each setting column of a schema <= 2 record and its schema-3 name. Schema 3
+#: derives its setting columns from frogs' settings dataclasses (``attack.<field>``,
+#: ``victim.<field>``, ``defense.<field>``; docs/records.md), so this map only upgrades the
+#: records written before it and never grows. Sources in ``LEGACY_KEPT`` are schema-3 columns
+#: too (the resolved budget stays top-level) and are copied, the others moved.
+LEGACY_COLUMNS: Mapping[str, str] = MappingProxyType(
+    {
+        "recipe": "attack.recipe",
+        "num_poisons": "attack.num_poisons",
+        "opacity": "attack.opacity",
+        "beta0": "attack.beta0",
+        "iters": "attack.iters",
+        "step": "attack.step",
+        "lr": "attack.lr",
+        "stop_distance_setting": "attack.stop_distance",
+        "constraint": "attack.constraint",
+        "eps": "attack.eps",
+        "quantize": "attack.quantize",
+        "multi_base": "attack.multi_base",
+        "optimize": "attack.optimize",
+        "lr_decay": "attack.lr_decay",
+        "retrain_epochs": "victim.epochs",
+        "retrain_lr": "victim.lr",
+    }
+)
+LEGACY_KEPT = ("constraint", "eps")
+#: The defense of a record that names none (every schema <= 2 record): nothing was filtered.
+NO_DEFENSE = "none"
+#: Defense outcomes an ok trial without a defense gets where its record lacks them.
+UNDEFENDED_OUTCOMES = (("poisons_removed", 0), ("clean_removed", 0), ("poison_recall", 0.0))
 
 
 class NoRecordsError(Exception):
@@ -87,35 +121,6 @@ def find_results(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
     return list(found)
 
 
-def _split_lines(path: Path) -> tuple[list[bytes], int]:
-    """The candidate record lines of one file and the number of malformed ones.
-
-    A record line is one JSON object, so a line that does not start with ``{`` and end
-    with ``}`` (a truncated last line, garbage) is malformed; this cheap check keeps the
-    common damage out of the fast bulk parser. Blank lines are ignored.
-    """
-    lines: list[bytes] = []
-    malformed: list[int] = []
-    for lineno, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
-        line = raw.strip()
-        if not line:
-            continue
-        if line[:1] == b"{" and line[-1:] == b"}":
-            lines.append(line)
-        else:
-            malformed.append(lineno)
-    if malformed:
-        _warn_malformed(path, malformed)
-    return lines, len(malformed)
-
-
-def _warn_malformed(path: Path | str, linenos: list[int]) -> None:
-    """Log which lines of ``path`` were skipped."""
-    more = ", ..." if len(linenos) > 5 else ""
-    shown = ", ".join(map(str, linenos[:5]))
-    logger.warning("%s: skipped %d malformed line(s) (line %s%s)", path, len(linenos), shown, more)
-
-
 def _parse_arrow(lines: list[bytes]) -> pd.DataFrame | None:
     """Parse all record lines at once with pyarrow's multithreaded JSON reader.
 
@@ -141,45 +146,29 @@ def _parse_arrow(lines: list[bytes]) -> pd.DataFrame | None:
     return frame
 
 
-def _parse_python(lines: list[bytes], origins: list[Path]) -> pd.DataFrame:
-    """Parse the record lines one by one; lines that are not JSON objects get ``_bad``."""
-    loads = json.loads
-    records: list[dict] = []
-    bad: dict[Path, int] = {}
-    for line, path in zip(lines, origins, strict=True):
-        try:
-            record = loads(line)
-        except ValueError:
-            record = None
-        if not isinstance(record, dict):
-            bad[path] = bad.get(path, 0) + 1
-            record = {"_bad": True}
-        records.append(record)
-    for path, count in bad.items():
-        logger.warning("%s: skipped %d line(s) that are not valid JSON objects", path, count)
-    return pd.DataFrame.from_records(records)
-
-
 def _parse_files(files: list[Path]) -> tuple[pd.DataFrame, int]:
-    """One frame of every record in ``files`` (with ``job_dir``) and the malformed count."""
-    lines: list[bytes] = []
-    job_dirs: list[str] = []
-    counts: list[int] = []
-    n_malformed = 0
-    for path in files:
-        file_lines, bad = _split_lines(path)
-        lines.extend(file_lines)
-        job_dirs.append(str(path.parent))
-        counts.append(len(file_lines))
-        n_malformed += bad
+    """One frame of every record in ``files`` (with ``job_dir``) and the malformed count.
+
+    The lines come from frogs' one reader of ``results.jsonl`` (``frogs.records``): its cheap
+    split first, for pyarrow's bulk parser; where pyarrow refuses them, its line-by-line parse.
+    """
+    splits = [split_record_lines(path) for path in files]
+    lines = [line for split in splits for line in split.lines]
     frame = _parse_arrow(lines) if lines else None
     if frame is None:
-        origins = [path for path, count in zip(files, counts, strict=True) for _ in range(count)]
-        frame = _parse_python(lines, origins)
-    frame["job_dir"] = np.repeat(np.array(job_dirs, dtype=object), counts)
+        reads = [parse_record_lines(split) for split in splits]
+        frame = pd.DataFrame.from_records([record for read in reads for record in read.records])
+        counts = [len(read.records) for read in reads]
+        skipped = [read.malformed for read in reads]
+    else:
+        counts = [len(split.lines) for split in splits]
+        skipped = [split.malformed for split in splits]
+    for path, linenos in zip(files, skipped, strict=True):
+        warn_malformed(path, linenos)
+    n_malformed = sum(len(linenos) for linenos in skipped)
+    job_dirs = np.array([str(path.parent) for path in files], dtype=object)
+    frame["job_dir"] = np.repeat(job_dirs, counts)
     usable = np.ones(len(frame), dtype=bool)
-    if "_bad" in frame:
-        usable &= frame.pop("_bad").isna().to_numpy()
     for field in REQUIRED_FIELDS:
         present = frame[field].notna().to_numpy() if field in frame else np.zeros_like(usable)
         if not present[usable].all():
@@ -214,9 +203,41 @@ def _deduplicate(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.loc[kept]
 
 
+def _upgrade_legacy(frame: pd.DataFrame) -> pd.DataFrame:
+    """Give schema <= 2 rows the schema-3 column names (``LEGACY_COLUMNS``), and every row a
+    ``defense`` (``none`` where missing) with ``UNDEFENDED_OUTCOMES`` on its ok undefended
+    trials, so that old and new records load into one frame with one set of columns."""
+    if "schema" in frame:
+        schema = pd.to_numeric(frame["schema"], errors="coerce")
+        legacy = (schema.isna() | (schema <= LEGACY_SCHEMA)).to_numpy()
+    else:
+        legacy = np.ones(len(frame), dtype=bool)
+    for old, new in LEGACY_COLUMNS.items():
+        if old not in frame:
+            continue
+        values = frame[old] if old in LEGACY_KEPT else frame.pop(old)
+        if new in frame:
+            frame[new] = frame[new].mask(legacy & frame[new].isna().to_numpy(), values)
+        else:
+            frame[new] = values if legacy.all() else values.where(legacy)
+        if old not in LEGACY_KEPT and not legacy.all() and values[~legacy].notna().any():
+            frame[old] = values  # a newer record has a column of that name: keep it
+    defense = frame["defense"] if "defense" in frame else pd.Series(None, index=frame.index)
+    frame["defense"] = defense.astype(object).where(defense.notna(), NO_DEFENSE)
+    undefended = (frame["defense"] == NO_DEFENSE).to_numpy() & (frame["status"] == "ok").to_numpy()
+    for name, value in UNDEFENDED_OUTCOMES:
+        if name in frame:
+            known = pd.to_numeric(frame[name], errors="coerce")
+        else:
+            known = pd.Series(np.nan, index=frame.index)
+        frame[name] = known.mask(undefended & known.isna().to_numpy(), value)
+    return frame
+
+
 def _normalise(frame: pd.DataFrame) -> pd.DataFrame:
     """Give the same dtypes whichever parser ran: nullable booleans, UTC ``finished_at``;
-    and ``eps_255`` (= 255 ``eps``) to older records that only have ``eps``."""
+    ``eps_255`` (= 255 ``eps``) to older records that only have ``eps``; and schema <= 2
+    records the schema-3 columns (``_upgrade_legacy``)."""
     if "finished_at" in frame:
         frame["finished_at"] = pd.to_datetime(
             frame["finished_at"], utc=True, errors="coerce", format="ISO8601"
@@ -230,7 +251,7 @@ def _normalise(frame: pd.DataFrame) -> pd.DataFrame:
         if column in frame and frame[column].dtype != "boolean":
             values = frame[column]
             frame[column] = values.where(values.isin([True, False]), None).astype("boolean")
-    return frame
+    return _upgrade_legacy(frame)
 
 
 def load_records(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> LoadResult:

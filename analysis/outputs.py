@@ -1,17 +1,14 @@
 """Atomic writing of every analysis output (tables, figures, the report).
 
-Each file is written to a temporary file in the same directory and moved into place with
-``os.replace``, so a reader (or a crashed run) never sees a half-written file.
+Each file goes through frogs' one writer (``frogs.atomic.atomic_write``: a temporary file in the
+same directory moved into place with ``os.replace``), so a reader (or a crashed run) never sees a
+half-written file.
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import io
 import logging
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO
@@ -19,35 +16,16 @@ from typing import IO
 import pandas as pd
 from matplotlib.figure import Figure
 
+import frogs.atomic
+
 logger = logging.getLogger(__name__)
 
 FIGURE_FORMATS = ("png", "pdf")
 
 
-@functools.cache
-def _file_mode() -> int:
-    """The mode ``open()`` would give a new file (mkstemp's is 0600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
 def atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> Path:
     """Call ``write`` on a temporary binary file beside ``path``, then rename it to ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, _file_mode())
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    path = frogs.atomic.atomic_write(path, write)
     logger.debug("wrote %s", path)
     return path
 

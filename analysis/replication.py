@@ -124,8 +124,8 @@ def arm_label(frame: pd.DataFrame) -> pd.Series:
     if frame.empty:
         return pd.Series(dtype=object)
     arms = ablation_arm(frame)
-    counts = frame["num_poisons"].astype(int).astype(str)
-    opacity = (100 * frame["opacity"].astype(float)).round().astype(int).astype(str)
+    counts = frame["attack.num_poisons"].astype(int).astype(str)
+    opacity = (100 * frame["attack.opacity"].astype(float)).round().astype(int).astype(str)
     plain = counts + " poisons, " + opacity + " %"
     return arms.where(arms != "full", plain)
 
@@ -134,7 +134,7 @@ def with_labels(frame: pd.DataFrame) -> pd.DataFrame:
     """``frame`` with the ``budget`` and ``arm`` columns the claims group by."""
     out = frame.copy()
     out["budget"] = budget_label(out)
-    needed = ("num_poisons", "opacity", "multi_base", "optimize")
+    needed = ("attack.num_poisons", "attack.opacity", "attack.multi_base", "attack.optimize")
     out["arm"] = arm_label(out) if all(c in out for c in needed) else None
     return out
 
@@ -295,10 +295,10 @@ def angle_groups(
     """Claim 3's records split: crafted transfer poisons at the headline budget, the transfer
     noise floor (clean bases, no crafting) and the end-to-end trials."""
     transfer = rows[rows["scenario"] == "transfer"]
-    crafted = transfer[transfer["optimize"].astype(bool)]
+    crafted = transfer[transfer["attack.optimize"].astype(bool)]
     if len(crafted):
         crafted = _headline_rows(crafted, budget)
-    floor = transfer[~transfer["optimize"].astype(bool)]
+    floor = transfer[~transfer["attack.optimize"].astype(bool)]
     return crafted, floor, rows[rows["scenario"] == "end_to_end"]
 
 
@@ -397,13 +397,13 @@ def _outlier_claim(result: ClaimResult) -> None:
 def _monotone_claim(result: ClaimResult) -> None:
     rows = result.records
     result.arms = arm_table(rows, "arm")
-    if rows["num_poisons"].nunique() < 2:
-        result.number = f"one poison count only ({int(rows['num_poisons'].iloc[0])})"
+    if rows["attack.num_poisons"].nunique() < 2:
+        result.number = f"one poison count only ({int(rows['attack.num_poisons'].iloc[0])})"
         result.verdict = "not run here: needs at least two poison counts"
         return
     from scipy.stats import spearmanr
 
-    per_trial = spearmanr(rows["num_poisons"].astype(float), rows["success"].astype(float))
+    per_trial = spearmanr(rows["attack.num_poisons"].astype(float), rows["success"].astype(float))
     result.number = (
         f"Spearman rho(#poisons, success) = {per_trial.statistic:.2f} over {len(rows)} trials"
     )

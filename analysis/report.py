@@ -1,4 +1,5 @@
-"""One self-contained HTML page: counts, success table, figures, configuration, provenance.
+"""One self-contained HTML page: counts, success table, the attacks against the defenses,
+figures, configuration, provenance; and the defenses table as Markdown.
 
 Images are embedded as base64 PNG so that the page can be mailed or attached as one file.
 """
@@ -21,11 +22,13 @@ from analysis.load import LoadResult
 from analysis.outputs import atomic_write_text
 from analysis.stats import (
     CONTROL_SUMMARY,
-    PARAM_COLUMNS,
     PERCEPTIBILITY_SUMMARY,
     PROVENANCE_COLUMNS,
     SUMMARY_COLUMNS,
+    compares_defenses,
+    defense_table,
     format_values,
+    parameter_columns,
 )
 
 logger = logging.getLogger(__name__)
@@ -87,8 +90,8 @@ def _distinct(values: pd.Series) -> tuple[str, int]:
     """The distinct values of ``values`` as text (at most ``MAX_VALUES`` shown) and their count."""
     try:
         uniques = pd.unique(values)
-    except TypeError:  # unhashable values (lists)
-        uniques = values.map(repr).unique()
+    except TypeError:  # unhashable values (lists, e.g. attack.ensemble)
+        uniques = values.map(lambda v: str(v) if isinstance(v, list) else v).unique()
     shown = sorted({_text(v) for v in uniques})
     text = ", ".join(shown[:MAX_VALUES]) + (" …" if len(shown) > MAX_VALUES else "")
     return text, len(shown)
@@ -104,7 +107,7 @@ def sweep_configuration(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
         table = pd.DataFrame(configs)
         source = f".hydra/config.yaml of {len(configs)} job(s)"
     else:
-        table = frame[[c for c in PARAM_COLUMNS if c in frame]]
+        table = frame[parameter_columns(frame.columns)]
         source = "record parameter columns"
     rows = [(key, *_distinct(table[key])) for key in table.columns]
     out = pd.DataFrame(rows, columns=["key", "values", "distinct"])
@@ -148,6 +151,94 @@ def _summary_note(table: pd.DataFrame) -> str:
     return f"<p>{' '.join(notes)}</p>" if notes else ""
 
 
+#: What the defenses table's columns mean (HTML report and Markdown file).
+DEFENSES_NOTE = (
+    "One row per attack and defense (and per value of any parameter that varies within such a "
+    "pair). n counts the ok trials; a success means that the victim retrained on the defended "
+    "(filtered) training set labels the target as the base class; the rate's interval is the "
+    "Wilson 95 % interval. Poison recall is the share of the poisons the defense removed, "
+    "averaged over the trials that record it (their number in brackets); clean removed is the "
+    "mean number of clean training points it removed with them. PSNR and L-inf describe the "
+    "worst (most visible) poison of each trial against its base: the median of its PSNR (dB) "
+    "and the largest L-inf distance (/255) across trials. Control successes count the trials "
+    "whose control (the same retraining without poisons) already labels the target as the base."
+)
+
+
+def _defenses_html(frame: pd.DataFrame) -> list[str]:
+    """The defenses section of the report (nothing unless the records compare several
+    attacks or defenses)."""
+    if not compares_defenses(frame):
+        return []
+    return [
+        "<h2>Attacks against defenses</h2>",
+        f"<p>{html.escape(DEFENSES_NOTE)}</p>",
+        _table_html(defense_table(frame)),
+    ]
+
+
+def _cell(value: Any, pattern: str = "{:.1f}") -> str:
+    """A number of the Markdown table (``n/a`` when missing)."""
+    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+        return "n/a"
+    return pattern.format(value)
+
+
+def defense_markdown(table: pd.DataFrame) -> list[str]:
+    """The lines of ``analysis.stats.defense_table`` as a Markdown table: group columns, n,
+    successes, rate (Wilson 95 % CI), mean poison recall (n), mean clean points removed,
+    median PSNR of the worst poison, max L-inf /255, control successes."""
+    group = [c for c in table.columns if c not in SUMMARY_COLUMNS]
+    header = [
+        *group,
+        "n",
+        "successes",
+        "success rate (95 % CI)",
+        "poison recall (n)",
+        "clean removed",
+        "median PSNR dB",
+        "max L-inf /255",
+        "control successes",
+    ]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in table.to_dict("records"):
+        rate = (
+            f"{100 * row['rate']:.0f} % ({100 * row['ci_low']:.0f}-{100 * row['ci_high']:.0f})"
+            if row["n"]
+            else "n/a"
+        )
+        recall = row.get("recall_mean")
+        cells = [
+            *(_text(row[c]) for c in group),
+            str(row["n"]),
+            str(row["successes"]),
+            rate,
+            f"{_cell(recall, '{:.2f}')} ({row.get('recall_n', 0)})",
+            _cell(row.get("clean_removed_mean")),
+            _cell(row.get("psnr_median")),
+            _cell(row.get("linf255_max")),
+            _cell(row.get(CONTROL_SUMMARY[0]), "{:d}"),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def write_defenses(table: pd.DataFrame, path: str | Path, command: str) -> Path:
+    """Write a defenses table (``analysis.stats.defense_table``) as Markdown to ``path``
+    atomically: a line saying how it was made, the table and what its columns mean."""
+    text = "\n".join(
+        [
+            f"Generated by `{command}` from {int(table['n'].sum())} ok trial records.",
+            "",
+            *defense_markdown(table),
+            "",
+            DEFENSES_NOTE,
+            "",
+        ]
+    )
+    return atomic_write_text(Path(path), text)
+
+
 def _image_html(path: Path) -> str:
     """An ``<img>`` with the PNG at ``path`` embedded as base64."""
     data = base64.b64encode(path.read_bytes()).decode("ascii")
@@ -185,6 +276,7 @@ def render_report(result: LoadResult, table: pd.DataFrame, figures: FigureSet | 
         f"{esc(', '.join(group_columns)) or 'nothing (all trials)'}.</p>",
         _summary_note(table),
         _table_html(table) if len(table) else "<p>No ok trials.</p>",
+        *_defenses_html(result.frame),
         "<h2>Figures</h2>",
     ]
     if figures is not None:

@@ -164,7 +164,9 @@ def run_analysis(records: int, repeats: int) -> dict[str, object]:
             started = time.perf_counter()
             loaded = analysis.load_records([tmp])
             frame = getattr(loaded, "frame", loaded)
-            table = analysis.success_table(frame, by=["scenario", "num_poisons", "opacity"])
+            table = analysis.success_table(
+                frame, by=["scenario", "attack.num_poisons", "attack.opacity"]
+            )
             seconds.append(time.perf_counter() - started)
     if len(frame) != records:
         return {"analysis_error": f"loaded {len(frame)} of {records} records"}

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from benchmarks.timing import Measured, interleaved
-from frogs.attack import dimension_scaled_beta, feature_collision
+from frogs.attacks.feature_collision import dimension_scaled_beta, feature_collision
 from frogs.models import FeatureClassifier, ModelSpec, alexnet_cifar
 from frogs.settings import ModelSettings
 

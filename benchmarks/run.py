@@ -21,6 +21,7 @@ import torch
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from benchmarks.timing import machine
+from frogs.atomic import atomic_write
 
 log = logging.getLogger("benchmarks")
 
@@ -242,6 +243,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\n{command}  ({figures['wall_s']:.0f} s)\n{format_machine(figures['machine'])}\n")
     print(format_table(rows))
     if args.out:
-        args.out.write_text(json.dumps(figures, indent=1, default=str) + "\n")
+        atomic_write(args.out, json.dumps(figures, indent=1, default=str) + "\n")
         log.info("wrote %s", args.out)
     return 0

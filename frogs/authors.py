@@ -25,7 +25,7 @@ from collections.abc import Callable
 import torch
 from tqdm.auto import tqdm
 
-from frogs.attack import dimension_scaled_beta
+from frogs.attacks.feature_collision import dimension_scaled_beta
 from frogs.budget import Budget, per_image
 
 PIXEL_SCALE = 255.0

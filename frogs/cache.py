@@ -1,8 +1,9 @@
 """A shared on-disk cache of tensors (clean models, clean features), safe for many jobs at once.
 
 The first job to need an entry builds it under a file lock; the others wait and reuse it. Entries
-are written to a temporary file and renamed into place, with a SHA-256 beside them, so a reader
-never sees a partial file, and a truncated or garbage entry is detected, logged and rebuilt.
+are written atomically (``frogs.atomic``: a temporary file renamed into place), with a SHA-256
+beside them, so a reader never sees a partial file, and a truncated or garbage entry is detected,
+logged and rebuilt.
 """
 
 from __future__ import annotations
@@ -18,22 +19,11 @@ from pathlib import Path
 import torch
 from filelock import FileLock
 
+from frogs.atomic import atomic_write
+
 log = logging.getLogger(__name__)
 
 Tensors = dict[str, torch.Tensor]
-
-
-def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    """Write ``payload`` to ``path`` so that readers see the old file or the whole new one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def save_tensors(path: Path, tensors: Tensors) -> str:
@@ -42,7 +32,7 @@ def save_tensors(path: Path, tensors: Tensors) -> str:
     buffer = io.BytesIO()
     torch.save(tensors, buffer)
     payload = buffer.getvalue()
-    atomic_write_bytes(path, payload)
+    atomic_write(path, payload)
     return hashlib.sha256(payload).hexdigest()
 
 
@@ -96,5 +86,5 @@ class ArtifactCache:
             tensors = build()
             digest = save_tensors(data_path, tensors)
             record = {"sha256": digest, "kind": kind, "key": key, **(meta or {})}
-            atomic_write_bytes(meta_path, json.dumps(record, indent=1).encode())
+            atomic_write(meta_path, json.dumps(record, indent=1))
             return tensors

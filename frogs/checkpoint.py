@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from frogs.cache import atomic_write_bytes
+from frogs.atomic import atomic_write
 from frogs.errors import ConfigError
 
 SIDECAR_SUFFIX = ".sha256.json"
@@ -34,15 +34,14 @@ def save_checkpoint(
 ) -> str:
     """Write the clean model and its metadata atomically; return the file's SHA-256."""
     path = Path(path).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     state = {k: v.detach().cpu() for k, v in state_dict.items()}
     torch.save({"state_dict": state, "meta": json.dumps(meta, sort_keys=True)}, buffer)
     payload = buffer.getvalue()
     digest = hashlib.sha256(payload).hexdigest()
-    atomic_write_bytes(path, payload)
+    atomic_write(path, payload)
     sidecar = {"sha256": digest, "meta": meta}
-    atomic_write_bytes(sidecar_path(path), json.dumps(sidecar, indent=1, sort_keys=True).encode())
+    atomic_write(sidecar_path(path), json.dumps(sidecar, indent=1, sort_keys=True))
     return digest
 
 

@@ -22,6 +22,7 @@ from omegaconf.errors import OmegaConfBaseException
 from frogs.config import CONFIG_DIR, register_schemas, to_settings
 from frogs.errors import FrogsError
 from frogs.experiment import run
+from frogs.plugins import search_path_override
 from frogs.report import summary_table
 
 log = logging.getLogger("frogs")
@@ -58,6 +59,7 @@ def main() -> None:
         from frogs.pretrain_cli import main as pretrain_main
 
         raise SystemExit(pretrain_main(sys.argv[2:]))
+    sys.argv += search_path_override(sys.argv[1:])  # plugins' YAML folders (frogs.plugins)
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
         hydra_main()
         return

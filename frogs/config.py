@@ -6,33 +6,120 @@ Only this module and ``frogs.cli`` import Hydra/OmegaConf.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from frogs.settings import JobSettings, validate
+from frogs.plugins import load_plugins, search_path_override
+from frogs.records import job_folder_excluded_keys
+from frogs.registry import Registry
+from frogs.settings import (
+    AttackSettings,
+    DefenseSettings,
+    JobSettings,
+    VictimSettings,
+    validate,
+)
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 
+def option_registries() -> dict[str, Registry]:
+    """The config groups whose options each have their own settings schema, by group name
+    (built-ins and plugins loaded)."""
+    from frogs.attacks import ATTACKS, load_builtin_attacks
+    from frogs.defenses import DEFENSES, load_builtin_defenses
+    from frogs.plugins import load_plugins
+    from frogs.victims import VICTIMS
+
+    load_builtin_attacks()
+    load_builtin_defenses()
+    load_plugins()
+    return {"attack": ATTACKS, "defense": DEFENSES, "victim": VICTIMS}
+
+
+@dataclass
+class JobSchema(JobSettings):
+    """``JobSettings`` as Hydra's primary schema: the option groups typed by their base schema,
+    so that each option's YAML (whose defaults list names its own subclass) can fill them."""
+
+    attack: AttackSettings = field(default_factory=AttackSettings)
+    victim: VictimSettings = field(default_factory=VictimSettings)
+    defense: DefenseSettings = field(default_factory=DefenseSettings)
+
+
+def register_resolvers() -> None:
+    """OmegaConf resolvers the YAML uses: ``${frogs_excluded_keys:}`` is Hydra's
+    ``override_dirname.exclude_keys`` (conf/config.yaml), from the one list in ``frogs.records``."""
+    OmegaConf.register_new_resolver("frogs_excluded_keys", job_folder_excluded_keys, replace=True)
+
+
 def register_schemas() -> None:
-    """Store the job schema so that every YAML composes against it (typos fail at composition)."""
-    ConfigStore.instance().store(name="frogs_schema", node=JobSettings)
+    """Store the job schema and one schema per group option (``GROUP/base_NAME``, named in each
+    option's YAML defaults list), so that every YAML composes against its option's dataclass and
+    a key the option does not have fails at composition."""
+    register_resolvers()
+    store = ConfigStore.instance()
+    store.store(name="frogs_schema", node=JobSchema)
+    for group, registry in option_registries().items():
+        for name, schema in registry.schemas().items():
+            store.store(group=group, name=f"base_{name}", node=schema)
 
 
 def to_settings(cfg: DictConfig) -> JobSettings:
-    """Turn a composed config into validated ``JobSettings``."""
+    """Turn a composed config into validated ``JobSettings``: each group option becomes the
+    dataclass its ``name`` is registered with (an unknown name is one ConfigError line)."""
     plain = OmegaConf.to_container(cfg, resolve=True)
     plain.pop("hydra", None)
+    options = {}
+    for group, registry in option_registries().items():
+        node = plain.pop(group, None) or {}
+        schema = registry.settings_class(node.get("name") or registry_default(group))
+        options[group] = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), node))
     settings = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(JobSettings), plain))
-    return validate(settings)
+    return validate(replace(settings, **options))
 
 
-def compose_settings(overrides: Sequence[str] = ()) -> JobSettings:
-    """The validated settings that ``frogs OVERRIDES`` would run with (Hydra's compose API), for
-    commands and code that need a job's settings without running the Hydra app."""
+def registry_default(group: str) -> str:
+    """The option a job gets when its config names none for ``group``."""
+    return getattr(JobSettings(), group).name
+
+
+def compose_config(
+    overrides: Sequence[str] = (),
+    *,
+    config_dir: str | Path = CONFIG_DIR,
+    config_name: str = "config",
+    return_hydra_config: bool = False,
+) -> DictConfig:
+    """The config that ``frogs [--config-dir DIR --config-name NAME] OVERRIDES`` composes, through
+    Hydra's compose API (``return_hydra_config``: with the ``hydra`` node, e.g. a sweep's grid).
+    Another ``config_dir`` (``sweeps/``) gets conf/ and the plugins' folders on its search path,
+    as ``--config-dir`` does."""
     register_schemas()
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        return to_settings(compose("config", overrides=list(overrides)))
+    overrides = list(overrides)
+    if Path(config_dir) == CONFIG_DIR:
+        search = search_path_override(overrides)
+    else:
+        folders = [CONFIG_DIR, *(p.config_dir for p in load_plugins() if p.config_dir)]
+        listed = ",".join(f"'file://{folder}'" for folder in folders)
+        search = [f"hydra.searchpath=[{listed}]"]
+    with initialize_config_dir(str(config_dir), version_base="1.3"):
+        return compose(
+            config_name, overrides=overrides + search, return_hydra_config=return_hydra_config
+        )
+
+
+def compose_settings(
+    overrides: Sequence[str] = (),
+    *,
+    config_dir: str | Path = CONFIG_DIR,
+    config_name: str = "config",
+) -> JobSettings:
+    """The validated settings that ``frogs OVERRIDES`` would run with (``compose_config``), for
+    commands and code that need a job's settings without running the Hydra app; ``config_dir``
+    and ``config_name`` name another primary config (one job of a sweep file)."""
+    return to_settings(compose_config(overrides, config_dir=config_dir, config_name=config_name))

@@ -7,6 +7,7 @@ that crafting and retraining never touch a DataLoader.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import logging
@@ -20,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from frogs.atomic import atomic_write
 from frogs.errors import ConfigError, DataNotFoundError
 from frogs.registry import Registry
 from frogs.settings import DatasetSettings
@@ -142,10 +144,8 @@ def _fashion_mnist_raw_dir(settings: DatasetSettings) -> Path | None:
             raw.mkdir(parents=True, exist_ok=True)
             for f in FASHION_MNIST_FILES:
                 if not (raw / f).is_file():
-                    tmp = raw / f"{f}.part{os.getpid()}"
-                    with gzip.open(source / f"{f}.gz", "rb") as packed, open(tmp, "wb") as out:
-                        shutil.copyfileobj(packed, out)
-                    os.replace(tmp, raw / f)
+                    with gzip.open(source / f"{f}.gz", "rb") as packed:
+                        atomic_write(raw / f, functools.partial(shutil.copyfileobj, packed))
             log.info("unpacked Fashion-MNIST from %s into %s", source, raw)
             return raw
     return None

@@ -1,18 +1,20 @@
 """One job: load data and the clean model once, then run and record ``trials`` attack trials.
 
 The stages run in the order the data flows (DESIGN.md): dataset -> clean model -> victim ->
-targets & bases -> watermark & craft -> retrain -> evaluate -> record. A trial that raises is
+targets & bases -> craft (``frogs.attacks``) -> defend (``frogs.defenses``) -> retrain
+(``frogs.victims``) -> evaluate (``frogs.evaluate``) -> record. A trial that raises is
 recorded as ``failed`` with its reason and the job goes on; trials already in ``results.jsonl``
 are skipped, so relaunching an interrupted job finishes it.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +22,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from frogs.attack import ATTACKS, attack_budget
+from frogs.attacks import ATTACKS, Crafted, CraftingProblem, FeatureFn, attack_budget
+from frogs.attacks.convex_polytope import CLEAN
 from frogs.cache import ArtifactCache
 from frogs.data import DATASETS, ImageData, duplicated_test_images, load_dataset
+from frogs.defenses import DEFENSES, Filtered, PoisonedSet, score
 from frogs.errors import ConfigError, FrogsError, NumericalError
+from frogs.evaluate import evaluate
 from frogs.models import MODELS, prepare_for_device
-from frogs.perceptibility import perceptibility_fields
 from frogs.precision import resolve_amp
 from frogs.pretrain import CleanModel, dataset_fingerprint, load_clean_model
 from frogs.records import (
@@ -40,14 +44,13 @@ from frogs.records import (
 )
 from frogs.saving import save_trial_features, save_trial_poisons
 from frogs.selection import TargetChoice, check_enough_bases, choose_bases, choose_targets
-from frogs.settings import JobSettings, resolved_stop_distance
+from frogs.settings import AttackSettings, DefenseSettings, JobSettings, setting_columns
 from frogs.task import resolve_task
-from frogs.train import predict_in_batches
 from frogs.victims import VICTIMS, Victim
 
 log = logging.getLogger(__name__)
 
-_STREAMS = {"targets": 1, "bases": 2}
+_STREAMS = {"targets": 1, "bases": 2, "craft": 3}
 
 
 def stream_seed(seed: int, stream: str, index: int = 0) -> int:
@@ -86,8 +89,11 @@ class Job:
     targets: list[TargetChoice]
     base_candidates: torch.Tensor
     clean_probs: dict[int, torch.Tensor]
-    stop_distance: float | None
     clean_predictions: torch.Tensor
+    attack: AttackSettings
+    defense: DefenseSettings
+    extractors: list[FeatureFn]
+    cache: ArtifactCache
     amp: bool = False
     _control_predictions: torch.Tensor | None = None
 
@@ -100,35 +106,48 @@ class Job:
         return self._control_predictions
 
 
-def min_training_feature_distance(features: torch.Tensor) -> float:
-    """The smallest distance between two distinct training points in feature space.
-
-    The paper's stopping threshold (3 for its Inception-v3 features): a poison this close to its
-    target is as close as any two training images are. Pairs at distance 0 (duplicates) are
-    ignored.
-    """
-    from sklearn.neighbors import NearestNeighbors
-
-    points = features.detach().cpu().double().numpy()
-    distances, _ = NearestNeighbors(n_neighbors=2).fit(points).kneighbors(points)
-    nearest = distances[:, 1]
-    nearest = nearest[nearest > 0]
-    if not len(nearest):
-        raise ConfigError(
-            "attack.stop_distance=auto needs two distinct training points in feature space"
+def ensemble_extractors(
+    settings: JobSettings,
+    data: ImageData,
+    victim: Victim,
+    cache: ArtifactCache,
+    device: torch.device,
+    amp: bool,
+) -> list[FeatureFn]:
+    """The feature maps an attack crafts against: its ``ensemble`` (``clean`` is the victim's
+    clean model; a model name is that network trained like the clean model and cached; a path
+    is a ``frogs pretrain`` checkpoint), or the clean model alone for single-model attacks."""
+    extractors: list[FeatureFn] = []
+    for entry in getattr(settings.attack, "ensemble", [CLEAN]):
+        if entry == CLEAN:
+            extractors.append(victim.feature_fn)
+            continue
+        model = settings.model
+        if Path(entry).expanduser().is_file():
+            model = replace(model, checkpoint=str(Path(entry).expanduser()), checkpoint_sha256=None)
+        else:
+            model = replace(
+                model,
+                name=entry,
+                weights=None,
+                checkpoint=None,
+                checkpoint_sha256=None,
+                on_missing_weights="pretrain",
+            )
+        log.info("ensemble member %s: loading or training it", entry)
+        member = load_clean_model(
+            data,
+            model,
+            cache,
+            device,
+            progress=settings.progress,
+            task_classes=victim.task.classes,
         )
-    return float(nearest.min())
-
-
-def resolve_stop_distance(settings: JobSettings, victim: Victim) -> float | None:
-    """``attack.stop_distance`` as a number (``auto``: ``min_training_feature_distance``)."""
-    value = resolved_stop_distance(settings.attack)
-    if value != "auto":
-        return value
-    features = predict_in_batches(victim.feature_fn, victim.train_x)
-    distance = min_training_feature_distance(features)
-    log.info("stop_distance=auto: %.4f (minimum distance between training features)", distance)
-    return distance
+        network = prepare_for_device(member.model, device, amp).eval()
+        for p in network.parameters():
+            p.requires_grad_(False)
+        extractors.append(network.features)
+    return extractors
 
 
 def cached_duplicates(data: ImageData, cache: ArtifactCache) -> torch.Tensor:
@@ -148,6 +167,7 @@ def prepare_job(settings: JobSettings, device: torch.device) -> Job:
         (DATASETS, settings.dataset.name),
         (MODELS, settings.model.name),
         (ATTACKS, settings.attack.name),
+        (DEFENSES, settings.defense.name),
         (VICTIMS, settings.victim.name),
     ):
         registry.get(name)  # an unknown name fails here, before data loading or pretraining
@@ -199,7 +219,9 @@ def prepare_job(settings: JobSettings, device: torch.device) -> Job:
         generator=torch.Generator().manual_seed(stream_seed(settings.seed, "targets")),
     )
     clean_probs = {int(i): p for i, p in zip(target_candidates.tolist(), probs, strict=True)}
-    stop_distance = resolve_stop_distance(settings, victim)
+    attack = settings.attack
+    if hasattr(attack, "resolve"):  # data-dependent knobs (feature collision's stop_distance)
+        attack = attack.resolve(victim.clean_training_features)
     return Job(
         settings,
         data,
@@ -209,45 +231,40 @@ def prepare_job(settings: JobSettings, device: torch.device) -> Job:
         targets,
         base_candidates,
         clean_probs,
-        stop_distance,
         victim.test_predictions(victim.clean_classifier()),
+        attack,
+        settings.defense.resolve(settings),
+        ensemble_extractors(settings, data, victim, cache, device, amp),
+        cache,
         amp,
     )
 
 
 def trial_parameters(settings: JobSettings) -> dict[str, Any]:
-    """The swept parameters of a trial as flat record columns (pixel values in [0, 1] units)."""
+    """The swept parameters of a trial as flat record columns: the group option names, and
+    ``attack.*``, ``victim.*``, ``defense.*`` derived from the options' settings (pixel values in
+    [0, 1] units), plus the resolved perceptibility budget. The defense's ``auto`` knobs are
+    recorded as resolved for this job."""
     attack, victim = settings.attack, settings.victim
     budget = attack_budget(attack)
-    stop = resolved_stop_distance(attack)
     return {
         "scenario": victim.name,
         "dataset": settings.dataset.name,
         "model": settings.model.name,
         "attack": attack.name,
         "victim": victim.name,
+        "defense": settings.defense.name,
         "target_selection": settings.target_selection,
-        "recipe": attack.recipe,
-        "num_poisons": attack.num_poisons,
-        "opacity": attack.opacity,
-        "beta0": attack.beta0,
-        "iters": attack.iters,
-        "step": attack.step,
-        "lr": attack.lr,
-        "stop_distance_setting": stop if isinstance(stop, str) else None,
         "constraint": budget.norm,
         "eps": budget.eps,
         "eps_255": budget.eps_255,
-        "quantize": attack.quantize,
-        "multi_base": attack.multi_base,
-        "optimize": attack.optimize,
-        "lr_decay": attack.lr_decay,
-        "retrain_epochs": victim.epochs,
-        "retrain_lr": victim.lr,
         "seed": settings.seed,
         "pretrain_epochs": settings.model.pretrain.epochs,
         "pretrain_schedule": settings.model.pretrain.schedule,
         "pretrain_classes": str(settings.model.pretrain.classes),
+        **setting_columns("attack", attack),
+        **setting_columns("victim", victim),
+        **setting_columns("defense", settings.defense.resolve(settings)),
     }
 
 
@@ -263,7 +280,6 @@ def clean_model_fields(job: Job) -> dict[str, Any]:
         "clean_model_classes": None if clean.classes is None else len(clean.classes),
         "victim_live_features": victim.live_features,
         "victim_feature_rank": victim.feature_rank,
-        "stop_distance": job.stop_distance,
         "victim_train_size": len(victim.train_y),
         "test_duplicates_removed": victim.test_duplicates_removed,
     }
@@ -288,77 +304,105 @@ def task_fields(job: Job) -> dict[str, Any]:
     }
 
 
-def run_trial(job: Job, trial_index: int, target: TargetChoice, output_dir: Path) -> dict[str, Any]:
-    """Craft, retrain, evaluate one target; return the outcome fields of its record."""
-    settings, victim, task, device = job.settings, job.victim, job.victim.task, job.device
+def craft(job: Job, trial_index: int, target: TargetChoice) -> tuple[Crafted, torch.Tensor]:
+    """Stage 1: the trial's bases and the attack's poisons; returns them and the base indices."""
+    settings, task, device = job.settings, job.victim.task, job.device
     base_indices = trial_bases(job, trial_index)
-    target_image = job.data.test_x[target.index].to(device)
-    bases = job.data.test_x[base_indices].to(device)
-
-    started = time.perf_counter()
-    crafted = ATTACKS.get(settings.attack.name)(
-        settings.attack,
-        victim.feature_fn,
-        target_image,
-        bases,
-        victim.model.feature_dim,
+    torch.manual_seed(stream_seed(settings.seed, "craft", trial_index))  # stochastic attacks
+    problem = CraftingProblem(
+        target=job.data.test_x[target.index].to(device),
+        bases=job.data.test_x[base_indices].to(device),
+        target_label=task.target_row,
+        base_label=task.base_row,
+        extractors=job.extractors,
+        victim_features=job.victim.feature_fn,
+        budget=attack_budget(job.attack),
+        device=device,
         progress=settings.progress,
         amp=job.amp,
-        stop_distance=job.stop_distance,
     )
-    poisons = crafted.result.poisons
-    if not bool(torch.isfinite(poisons).all()):
-        raise NumericalError("crafted poisons contain NaN or Inf")
-    craft_s = time.perf_counter() - started
+    key = stable_hash(
+        {
+            "attack": asdict(job.attack),
+            "clean_model": job.victim.model_identity(),
+            "ensemble_models": asdict(settings.model),  # how named ensemble members are trained
+            "data": dataset_fingerprint(job.data),
+            "target": target.index,
+            "bases": base_indices.tolist(),
+            "pixels": [float(problem.target.double().sum()), float(problem.bases.double().sum())],
+            "stream": [settings.seed, trial_index],
+            "device": device.type,
+            "amp": job.amp,
+        }
+    )
+
+    def build() -> dict[str, torch.Tensor]:
+        started = time.perf_counter()
+        made = ATTACKS.get(job.attack.name)(job.attack, problem)
+        if not bool(torch.isfinite(made.poisons).all()):
+            raise NumericalError("crafted poisons contain NaN or Inf")
+        if made.poisons.shape != problem.bases.shape:
+            raise NumericalError(
+                f"attack {job.attack.name} returned poisons of shape "
+                f"{tuple(made.poisons.shape)}; expected one per base, {tuple(problem.bases.shape)}"
+            )
+        metrics = {**made.metrics, "craft_s": time.perf_counter() - started}
+        return {
+            "poisons": made.poisons.cpu(),
+            "starts": made.starts.cpu(),
+            "metrics": torch.tensor(list(json.dumps(metrics).encode()), dtype=torch.uint8),
+        }
+
+    # Poisons depend on the attack, the clean model, the target and the bases only: the jobs of
+    # a sweep that differ in their defense or victim share them instead of crafting them again.
+    stored = job.cache.get_or_build("poisons", key, build, {"attack": job.attack.name})
+    metrics = json.loads(bytes(stored["metrics"].tolist()).decode())
+    return Crafted(stored["poisons"].to(device), stored["starts"].to(device), metrics), base_indices
+
+
+def defend(job: Job, training: PoisonedSet) -> Filtered:
+    """Stage 2: the defense's keep mask over the poisoned set, scored against the truth."""
+    features = job.victim.set_features(training)
+    keep = DEFENSES.get(job.defense.name)(job.defense, features, training)
+    return score(keep, training)
+
+
+def run_trial(job: Job, trial_index: int, target: TargetChoice, output_dir: Path) -> dict[str, Any]:
+    """Craft -> defend -> retrain -> evaluate one target; return its record's outcome fields."""
+    settings, victim = job.settings, job.victim
+    crafted, base_indices = craft(job, trial_index, target)
+    craft_s = crafted.metrics.pop("craft_s")  # when the poisons were made (they may be cached)
 
     started = time.perf_counter()
-    poisoned = victim.retrain(poisons, progress=settings.progress)
+    training = victim.poisoned_set(crafted.poisons)
+    filtered = defend(job, training)
+    defend_s = time.perf_counter() - started
+
+    started = time.perf_counter()
+    poisoned = victim.retrain(training, filtered.keep, progress=settings.progress)
     retrain_s = time.perf_counter() - started
 
     started = time.perf_counter()
-    control = victim.control()
-    with torch.no_grad():
-        target_batch = target_image.unsqueeze(0)
-        probs = torch.softmax(poisoned.predict(target_batch), 1)[0].cpu()
-        control_probs = torch.softmax(control.predict(target_batch), 1)[0].cpu()
-    if not bool(torch.isfinite(probs).all()):
-        raise NumericalError("the retrained victim outputs NaN or Inf for the target")
-    clean_probs = job.clean_probs[target.index]
-    predicted = int(probs.argmax())
-    control_predicted = int(control_probs.argmax())
-    exclude = torch.tensor([target.index, *base_indices.tolist()])
+    target_image = job.data.test_x[target.index].to(job.device)
+    bases = job.data.test_x[base_indices].to(job.device)
     outcome = {
         "target_index": target.index,
         "base_indices": base_indices.tolist(),
         "outlier_rank": target.outlier_rank,
-        "beta": crafted.beta,
-        "success": predicted == task.base_row,
-        "target_pred": task.names[predicted],
-        "target_base_prob": float(probs[task.base_row]),
-        "target_true_prob": float(probs[task.target_row]),
-        "target_base_prob_clean": float(clean_probs[task.base_row]),
-        "target_true_prob_clean": float(clean_probs[task.target_row]),
-        "control_success": control_predicted == task.base_row,
-        "control_target_pred": task.names[control_predicted],
-        "control_target_base_prob": float(control_probs[task.base_row]),
-        "clean_acc_before": victim.accuracy(job.clean_predictions, exclude),
-        "clean_acc_control": victim.accuracy(job.control_predictions(), exclude),
-        "clean_acc_after": victim.accuracy(victim.test_predictions(poisoned.predict), exclude),
-        "accuracy_set_size": victim.accuracy_set_size(exclude),
-        "angular_deviation_deg": poisoned.angle_per_epoch[-1],
-        "angular_deviation_per_epoch": poisoned.angle_per_epoch,
-        "control_drift_deg": control.drift_deg,
-        "feat_dist_before": float(crafted.result.start_distance.mean()),
-        "feat_dist_after": float(crafted.result.final_distance.mean()),
-        "feat_dist_after_max": float(crafted.result.final_distance.max()),
-        **perceptibility_fields(poisons, bases, crafted.watermarked),
-        "craft_iters_run": crafted.result.iters_run,
+        **evaluate(job, target, base_indices, crafted, poisoned),
+        **filtered.fields(),
         "poisons_path": None,
         "features_path": None,
     }
     if settings.save_poisons:
         outcome["poisons_path"] = save_trial_poisons(
-            output_dir, trial_index, target_image, bases, crafted.watermarked, poisons, task
+            output_dir,
+            trial_index,
+            target_image,
+            bases,
+            crafted.starts,
+            crafted.poisons,
+            victim.task,
         )
     if settings.save_features:
         outcome["features_path"] = save_trial_features(
@@ -367,10 +411,15 @@ def run_trial(job: Job, trial_index: int, target: TargetChoice, output_dir: Path
             victim,
             poisoned,
             target_image,
-            poisons,
+            crafted.poisons,
             settings.feature_sample,
         )
-    outcome.update(craft_s=craft_s, retrain_s=retrain_s, eval_s=time.perf_counter() - started)
+    outcome.update(
+        craft_s=craft_s,
+        defend_s=defend_s,
+        retrain_s=retrain_s,
+        eval_s=time.perf_counter() - started,
+    )
     return outcome
 
 

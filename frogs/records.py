@@ -2,7 +2,8 @@
 
 A record is appended (one ``write`` of one line, then fsync) only when its trial is complete, so a
 job killed at any moment loses at most the trial in flight; a relaunch reads the ids already
-written and skips them. See docs/records.md for every field.
+written and skips them. ``read_records`` is the one reader of the file (resume, sweep status,
+analysis, tests). See docs/records.md for every field.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import logging
 import os
 import socket
 import subprocess
-from dataclasses import asdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,20 +25,35 @@ from frogs.errors import OutputError
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 RESULTS_FILE = "results.jsonl"
-# Where and how a job runs, and which optional artefacts it saves: none changes a trial's outcome.
-_RUN_ENVIRONMENT_KEYS = (
-    "progress",
-    "threads",
+#: The settings that do not identify a trial (dotted keys): where and how a job runs, and which
+#: optional artefacts it saves; none changes a trial's outcome. The one list of them: trial ids
+#: leave them out (``experiment_identity``), and so do a sweep's job folder names
+#: (``job_folder_excluded_keys``, which conf/config.yaml reads as ``${frogs_excluded_keys:}``).
+NOT_IDENTITY_KEYS = (
     "device",
     "amp",
+    "threads",
+    "progress",
     "cache_dir",
     "save_poisons",
     "save_features",
     "feature_sample",
+    "dataset.root",
+    "dataset.download",
 )
-_DATA_LOCATION_KEYS = ("root", "download")
+
+
+def job_folder_excluded_keys() -> list[str]:
+    """The keys Hydra leaves out of a job folder's name (``override_dirname.exclude_keys``).
+
+    ``NOT_IDENTITY_KEYS`` plus ``trials``: raising ``trials`` extends a job, so a relaunch with
+    more finds its folder and records. ``trial_offset`` is not among them: jobs at different offsets
+    attack different targets and need different folders (it is out of the identity only because
+    a trial id hashes the trial index itself).
+    """
+    return [*NOT_IDENTITY_KEYS, "trials"]
 
 
 def stable_hash(payload: Any, length: int = 16) -> str:
@@ -46,19 +63,22 @@ def stable_hash(payload: Any, length: int = 16) -> str:
 
 
 def experiment_identity(settings: Any) -> dict[str, Any]:
-    """The settings minus where-and-how-it-runs fields: what a job's trials *are*."""
+    """The settings minus ``NOT_IDENTITY_KEYS``, ``trials`` and ``trial_offset`` (a trial id hashes
+    its index): what a job's trials *are*."""
     plain = asdict(settings)
-    for key in _RUN_ENVIRONMENT_KEYS:
-        plain.pop(key, None)
-    for key in _DATA_LOCATION_KEYS:
-        plain["dataset"].pop(key, None)
-    plain.pop("trials", None)
-    plain.pop("trial_offset", None)
+    for key in (*NOT_IDENTITY_KEYS, "trials", "trial_offset"):
+        *parents, name = key.split(".")
+        node = plain
+        for parent in parents:
+            node = node.get(parent, {})
+        node.pop(name, None)
     # Settings added later at a value that reproduces the earlier behaviour leave ids unchanged,
     # so a relaunch still finds the records written before them.
     pretrain = plain.get("model", {}).get("pretrain", {})
     if pretrain.get("classes") == "all":
         pretrain.pop("classes")
+    if plain.get("defense") == {"name": "none"}:
+        plain.pop("defense")
     return plain
 
 
@@ -105,6 +125,95 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+@dataclass(frozen=True)
+class RecordLines:
+    """The lines of one ``results.jsonl`` that may hold a record, split without parsing JSON.
+
+    A record line is one JSON object, so a non-blank line that does not start with ``{`` and end
+    with ``}`` (a write cut short, garbage) is malformed; this cheap check keeps the common damage
+    away from a bulk JSON parser (analysis' pyarrow path). Blank lines are ignored.
+    """
+
+    path: Path
+    lines: tuple[bytes, ...] = ()  # stripped, each ``{...}``
+    linenos: tuple[int, ...] = ()  # the 1-based line number of each
+    malformed: tuple[int, ...] = ()  # the line numbers of the other non-blank lines
+    truncated: bool = False  # the file does not end with a newline: its last write was cut short
+
+
+@dataclass(frozen=True)
+class RecordsRead:
+    """The well-formed records of one ``results.jsonl``, in file order, and what was skipped.
+
+    A well-formed record is a JSON object with a ``trial_id``; ``malformed`` lists the line numbers
+    of every other non-blank line. ``truncated``: the last line lacks its newline, a write cut
+    short (``RecordWriter`` drops such a line before appending); it is read as a record only if
+    it is one whole JSON object.
+    """
+
+    path: Path
+    records: tuple[dict[str, Any], ...] = ()
+    malformed: tuple[int, ...] = ()
+    truncated: bool = False
+
+
+def split_record_lines(path: str | os.PathLike) -> RecordLines:
+    """The candidate record lines of ``path`` (none when it does not exist)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return RecordLines(path)
+    lines, linenos, malformed = [], [], []
+    for lineno, raw in enumerate(data.split(b"\n"), start=1):
+        line = raw.strip()
+        if not line:
+            continue
+        if line[:1] == b"{" and line[-1:] == b"}":
+            lines.append(line)
+            linenos.append(lineno)
+        else:
+            malformed.append(lineno)
+    truncated = bool(data) and not data.endswith(b"\n")
+    return RecordLines(path, tuple(lines), tuple(linenos), tuple(malformed), truncated)
+
+
+def parse_record_lines(split: RecordLines) -> RecordsRead:
+    """Parse the lines ``split_record_lines`` kept; a line that is no JSON object with a
+    ``trial_id`` joins the malformed ones. Logs nothing (``read_records`` does)."""
+    records, malformed = [], list(split.malformed)
+    for line, lineno in zip(split.lines, split.linenos, strict=True):
+        try:
+            record = json.loads(line)
+        except ValueError:  # invalid JSON or UTF-8
+            record = None
+        if isinstance(record, dict) and record.get("trial_id") is not None:
+            records.append(record)
+        else:
+            malformed.append(lineno)
+    return RecordsRead(split.path, tuple(records), tuple(sorted(malformed)), split.truncated)
+
+
+def warn_malformed(path: str | os.PathLike, linenos: Sequence[int]) -> None:
+    """Log, once per file, which lines of ``path`` were skipped."""
+    if not linenos:
+        return
+    more = ", ..." if len(linenos) > 5 else ""
+    shown = ", ".join(map(str, linenos[:5]))
+    log.warning("%s: skipped %d malformed line(s) (line %s%s)", path, len(linenos), shown, more)
+
+
+def read_records(path: str | os.PathLike) -> RecordsRead:
+    """The one reader of ``results.jsonl`` (resume, ``frogs sweep-status``, analysis, tests).
+
+    Tolerant: a truncated last line, garbage and lines that are no record are skipped and counted,
+    with one warning per file; a missing file reads as empty.
+    """
+    read = parse_record_lines(split_record_lines(path))
+    warn_malformed(read.path, read.malformed)
+    return read
+
+
 class RecordWriter:
     """Appends complete records to one ``results.jsonl`` and knows which trials are done."""
 
@@ -134,16 +243,7 @@ class RecordWriter:
 
     def finished_ids(self) -> set[str]:
         """Ids of trials already recorded here (ok or failed)."""
-        done: set[str] = set()
-        if not self.path.exists():
-            return done
-        with open(self.path, encoding="utf-8") as handle:
-            for line in handle:
-                try:
-                    done.add(json.loads(line)["trial_id"])
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    log.warning("skipping a malformed line in %s", self.path)
-        return done
+        return {record["trial_id"] for record in read_records(self.path).records}
 
     def append(self, record: dict[str, Any]) -> None:
         """Write one record as one line (one system call unless the disk fills), then fsync it.

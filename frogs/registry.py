@@ -1,4 +1,10 @@
-"""One registry per kind of thing (dataset, model, attack, victim): a name maps to one builder."""
+"""One registry per kind of thing (dataset, model, attack, defense, victim): a name maps to one
+builder and, for the groups whose options have their own knobs, to that option's settings schema.
+
+The schemas are Hydra structured configs: ``frogs.config.register_schemas`` stores each one as
+``GROUP/base_NAME`` so that the option's YAML names it in its defaults list, and
+``frogs.config.to_settings`` builds the option's dataclass from its ``name``.
+"""
 
 from __future__ import annotations
 
@@ -16,12 +22,17 @@ class Registry(Generic[T]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._items: dict[str, T] = {}
+        self._schemas: dict[str, type] = {}
 
-    def register(self, name: str) -> Callable[[T], T]:
+    def register(self, name: str, settings: type | None = None) -> Callable[[T], T]:
+        """Register a builder under ``name``; ``settings`` is the option's settings dataclass."""
+
         def add(builder: T) -> T:
             if name in self._items:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
             self._items[name] = builder
+            if settings is not None:
+                self._schemas[name] = settings
             return builder
 
         return add
@@ -31,8 +42,20 @@ class Registry(Generic[T]):
             return self._items[name]
         except KeyError:
             raise ConfigError(
-                f"unknown {self.kind} {name!r}; known: {', '.join(sorted(self._items))}"
+                f"unknown {self.kind} {name!r}; known: {', '.join(self.names())}"
             ) from None
+
+    def settings_class(self, name: str) -> type:
+        """The settings dataclass of option ``name`` (a ConfigError naming the known ones)."""
+        self.get(name)
+        try:
+            return self._schemas[name]
+        except KeyError:
+            raise ConfigError(f"{self.kind} {name!r} has no settings schema") from None
+
+    def schemas(self) -> dict[str, type]:
+        """Every registered option's settings dataclass, by name."""
+        return dict(self._schemas)
 
     def names(self) -> list[str]:
         return sorted(self._items)

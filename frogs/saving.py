@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 
 import torch
 
-from frogs.cache import atomic_write_bytes, save_tensors
+from frogs.atomic import atomic_write
+from frogs.cache import save_tensors
 from frogs.task import Task
 
 MIN_CELL = 96  # pixels: small images (28x28, 32x32) are enlarged so a reader can judge them
@@ -46,7 +46,6 @@ def save_trial_poisons(
     from torchvision.utils import save_image
 
     relative = Path("poisons") / f"trial_{trial_index}.pt"
-    (output_dir / relative).parent.mkdir(parents=True, exist_ok=True)
     tensors = {
         "target": target.cpu(),
         "bases": bases.cpu(),
@@ -57,9 +56,10 @@ def save_trial_poisons(
     }
     save_tensors(output_dir / relative, tensors)
     grid = poison_grid(target, bases, watermarked, poisons)
-    buffer = io.BytesIO()
-    save_image(grid, buffer, format="png")
-    atomic_write_bytes(output_dir / relative.with_suffix(".png"), buffer.getvalue())
+    atomic_write(
+        output_dir / relative.with_suffix(".png"),
+        lambda handle: save_image(grid, handle, format="png"),
+    )
     return os.fspath(relative)
 
 
@@ -94,7 +94,6 @@ def save_trial_features(
                 "head_bias": bias.cpu(),
             }
     relative = Path("features") / f"trial_{trial_index}.pt"
-    (output_dir / relative).parent.mkdir(parents=True, exist_ok=True)
     save_tensors(
         output_dir / relative,
         {

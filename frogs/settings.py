@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
 
 from frogs.errors import ConfigError
 from frogs.precision import amp_setting
@@ -82,40 +82,112 @@ class ModelSettings:
 
 @dataclass
 class AttackSettings:
-    """Feature collision (Eq. 1, Algorithm 1) and its variants (``attack=`` group).
+    """What every attack has (``attack=`` group's base schema): how many poisons, which bases,
+    and the perceptibility budget each poison must stay in.
 
-    Pixel units: with ``recipe=algorithm1`` every pixel-valued knob (``eps``, ``lr``'s steps, the
-    proximal ``beta``) is in frogs' [0, 1] pixels; ``recipe=authors`` runs the official code's
-    loop in its [0, 255] pixels (``lr``, ``beta0`` as in that code). ``eps`` is always in [0, 1]
-    pixels and also takes the form ``"N/255"``.
+    Units: ``eps`` is in frogs' [0, 1] pixels and also takes the form ``"N/255"``. Each attack's
+    own knobs live in its subclass beside its code (``frogs/attacks/``), with its validation.
     """
 
-    name: str = "feature_collision"
-    recipe: str = "algorithm1"
+    name: str = ""
     num_poisons: int = 1
-    opacity: float = 0.0
+    # crafting iterations: every attack of the field is iterative, and presets (debug=smoke) and
+    # studies cut them across attacks; an attack that does not iterate ignores it
     iters: int = 1000
-    step: str = "sign"
-    lr: float = 0.5 / 255
-    beta0: float = 0.25
-    stop_distance: Any = None
     constraint: str = "linf"
-    eps: Any = "8/255"
+    # budget radius in [0, 1] pixel units (L-inf: per pixel; L2: over the image); "N/255" works
+    eps: Any = field(default="8/255", metadata={"pixels": True})
     quantize: bool = True
     multi_base: bool = True
-    lr_decay: bool = False
-    optimize: bool = True
+
+    # The fewest poisons the method is defined for (a polytope needs at least two vertices).
+    min_poisons: ClassVar[int] = 1
+
+    def check(self, job: JobSettings) -> None:
+        """Raise ConfigError naming the first bad value; subclasses extend it with their knobs."""
+        require_positive(self.num_poisons, "attack.num_poisons")
+        require_positive(self.iters, "attack.iters")
+        if self.num_poisons < self.min_poisons:
+            raise ConfigError(
+                f"attack.num_poisons={self.num_poisons} is not allowed with attack={self.name}; "
+                f"expected >= {self.min_poisons} (with one poison the polytope is a point: use "
+                "attack=feature_collision)"
+            )
+        require_choice(self.constraint, "attack.constraint", CONSTRAINTS)
+        eps = resolved_eps(self)
+        if self.constraint == "linf" and eps is None:
+            raise ConfigError(
+                "attack.eps=None is not allowed with attack.constraint=linf; expected a radius "
+                "in [0, 1] pixel units such as 8/255"
+            )
+        if eps is not None:
+            require_positive(eps, "attack.eps")
+            if self.quantize and self.constraint == "linf" and eps < 1 / 255:
+                raise ConfigError(
+                    f"attack.eps={self.eps!r} ({eps * 255:.3g}/255) is not allowed with "
+                    "attack.quantize=true and constraint=linf; an 8-bit poison moves in steps of "
+                    "1/255, so expected eps >= 1/255"
+                )
 
 
 @dataclass
 class VictimSettings:
-    """How the victim retrains on clean data plus poisons (``victim=`` group)."""
+    """How the victim retrains on clean data plus poisons (``victim=`` group's base schema)."""
 
-    name: str = "transfer"
+    name: str = ""
     epochs: int = 100
     lr: float = 0.01
     batch_size: int = 8
     weight_decay: float = 0.0
+
+    def check(self, job: JobSettings) -> None:
+        """Raise ConfigError naming the first bad value."""
+        require_positive(self.epochs, "victim.epochs")
+        require_positive(self.lr, "victim.lr")
+        require_positive(self.batch_size, "victim.batch_size")
+        require_positive(self.weight_decay, "victim.weight_decay", allow_zero=True)
+
+
+@dataclass
+class DefenseSettings:
+    """A training-set filter between crafting and retraining (``defense=`` group's base schema).
+
+    ``scenarios`` names the victims the defense applies to (None: every victim).
+    """
+
+    name: str = "none"
+
+    scenarios: ClassVar[tuple[str, ...] | None] = None
+
+    def check(self, job: JobSettings) -> None:
+        """Raise ConfigError naming the first bad value; subclasses extend it with their knobs."""
+        if self.scenarios is not None and job.victim.name not in self.scenarios:
+            raise ConfigError(
+                f"defense={self.name} is not allowed with victim={job.victim.name}; expected "
+                f"victim one of {', '.join(self.scenarios)}"
+            )
+
+    def resolve(self, job: JobSettings) -> DefenseSettings:
+        """The settings with ``auto`` knobs turned into this job's numbers (recorded resolved)."""
+        return self
+
+
+def _default_attack() -> AttackSettings:
+    from frogs.attacks.feature_collision import FeatureCollisionSettings
+
+    return FeatureCollisionSettings()
+
+
+def _default_victim() -> VictimSettings:
+    from frogs.victims import TransferSettings
+
+    return TransferSettings()
+
+
+def _default_defense() -> DefenseSettings:
+    from frogs.defenses.none import NoDefenseSettings
+
+    return NoDefenseSettings()
 
 
 @dataclass
@@ -124,8 +196,9 @@ class JobSettings:
 
     dataset: DatasetSettings = field(default_factory=DatasetSettings)
     model: ModelSettings = field(default_factory=ModelSettings)
-    attack: AttackSettings = field(default_factory=AttackSettings)
-    victim: VictimSettings = field(default_factory=VictimSettings)
+    attack: AttackSettings = field(default_factory=_default_attack)
+    victim: VictimSettings = field(default_factory=_default_victim)
+    defense: DefenseSettings = field(default_factory=_default_defense)
     trials: int = 5
     trial_offset: int = 0
     target_selection: str = "random"
@@ -143,8 +216,6 @@ class JobSettings:
 
 TARGET_SELECTIONS = ("random", "outlier")
 CONSTRAINTS = ("linf", "l2")
-RECIPES = ("algorithm1", "authors")
-STEPS = ("gradient", "sign")
 DEVICES = ("auto", "cpu", "cuda")
 SCHEDULES = ("constant", "exponential")
 MISSING_WEIGHTS = ("error", "pretrain")
@@ -175,90 +246,66 @@ def resolved_eps(attack: AttackSettings) -> float | None:
     return pixel_value(attack.eps, "attack.eps")
 
 
-def resolved_stop_distance(attack: AttackSettings) -> float | str | None:
-    """``stop_distance`` as a number, ``"auto"``, or None."""
-    value = attack.stop_distance
-    if value is None or value == "auto":
-        return value
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(
-            f"attack.stop_distance={value!r} is not allowed; expected null, a number >= 0 "
-            "(feature-space distance) or auto (the minimum pairwise distance between training "
-            "features)"
-        ) from None
-
-
-def _require_positive(value: float | int | None, name: str, *, allow_zero: bool = False) -> None:
+def require_positive(value: float | int | None, name: str, *, allow_zero: bool = False) -> None:
     bad = value is None or not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero)
     if bad:
         allowed = "a number >= 0" if allow_zero else "a number > 0"
         raise ConfigError(f"{name}={value!r} is not allowed; expected {allowed}")
 
 
-def _require_choice(value: str, name: str, allowed: tuple[str, ...]) -> None:
+def require_choice(value: str, name: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ConfigError(f"{name}={value!r} is not allowed; expected one of {', '.join(allowed)}")
 
 
 def validate(settings: JobSettings) -> JobSettings:
-    """Check every value that needs no data; raise ConfigError naming the first bad one."""
-    attack, victim, pretrain = settings.attack, settings.victim, settings.model.pretrain
-    _require_positive(settings.trials, "trials")
-    _require_positive(settings.trial_offset, "trial_offset", allow_zero=True)
-    _require_choice(settings.target_selection, "target_selection", TARGET_SELECTIONS)
-    _require_choice(settings.device, "device", DEVICES)
+    """Check every value that needs no data; raise ConfigError naming the first bad one.
+
+    The job-level knobs are checked here; each group option checks its own (``check``), with the
+    whole job in view for the options that depend on another group.
+    """
+    pretrain = settings.model.pretrain
+    require_positive(settings.trials, "trials")
+    require_positive(settings.trial_offset, "trial_offset", allow_zero=True)
+    require_choice(settings.target_selection, "target_selection", TARGET_SELECTIONS)
+    require_choice(settings.device, "device", DEVICES)
     amp_setting(settings.amp)
-    _require_choice(attack.recipe, "attack.recipe", RECIPES)
-    _require_choice(attack.step, "attack.step", STEPS)
-    _require_positive(attack.num_poisons, "attack.num_poisons")
-    _require_positive(attack.iters, "attack.iters")
-    _require_positive(attack.lr, "attack.lr")
-    _require_positive(attack.beta0, "attack.beta0", allow_zero=True)
-    if not 0.0 <= attack.opacity <= 1.0:
-        raise ConfigError(
-            f"attack.opacity={attack.opacity!r} is not allowed; expected 0 <= opacity <= 1"
-        )
-    _require_choice(attack.constraint, "attack.constraint", CONSTRAINTS)
-    eps = resolved_eps(attack)
-    if attack.constraint == "linf" and eps is None:
-        raise ConfigError(
-            "attack.eps=None is not allowed with attack.constraint=linf; expected a radius in "
-            "[0, 1] pixel units such as 8/255"
-        )
-    if eps is not None:
-        _require_positive(eps, "attack.eps")
-        if attack.quantize and attack.constraint == "linf" and eps < 1 / 255:
-            raise ConfigError(
-                f"attack.eps={attack.eps!r} ({eps * 255:.3g}/255) is not allowed with "
-                "attack.quantize=true and constraint=linf; an 8-bit poison moves in steps of "
-                "1/255, so expected eps >= 1/255"
-            )
-    stop = resolved_stop_distance(attack)
-    if isinstance(stop, float):
-        _require_positive(stop, "attack.stop_distance", allow_zero=True)
-    _require_positive(victim.epochs, "victim.epochs")
-    _require_positive(victim.lr, "victim.lr")
-    _require_positive(victim.batch_size, "victim.batch_size")
-    _require_positive(pretrain.epochs, "model.pretrain.epochs", allow_zero=True)
-    _require_positive(pretrain.lr, "model.pretrain.lr")
-    _require_choice(pretrain.schedule, "model.pretrain.schedule", SCHEDULES)
+    settings.attack.check(settings)
+    settings.victim.check(settings)
+    settings.defense.check(settings)
+    require_positive(pretrain.epochs, "model.pretrain.epochs", allow_zero=True)
+    require_positive(pretrain.lr, "model.pretrain.lr")
+    require_choice(pretrain.schedule, "model.pretrain.schedule", SCHEDULES)
     if pretrain.schedule == "exponential":
-        _require_positive(pretrain.final_lr, "model.pretrain.final_lr")
-    _require_positive(pretrain.hold_epochs, "model.pretrain.hold_epochs", allow_zero=True)
+        require_positive(pretrain.final_lr, "model.pretrain.final_lr")
+    require_positive(pretrain.hold_epochs, "model.pretrain.hold_epochs", allow_zero=True)
     if pretrain.epochs and pretrain.hold_epochs >= pretrain.epochs:
         raise ConfigError(
             f"model.pretrain.hold_epochs={pretrain.hold_epochs} is not allowed with "
             f"model.pretrain.epochs={pretrain.epochs}; expected fewer hold epochs than epochs"
         )
-    _require_choice(settings.model.on_missing_weights, "model.on_missing_weights", MISSING_WEIGHTS)
-    _require_positive(pretrain.batch_size, "model.pretrain.batch_size")
+    require_choice(settings.model.on_missing_weights, "model.on_missing_weights", MISSING_WEIGHTS)
+    require_positive(pretrain.batch_size, "model.pretrain.batch_size")
     for name in ("train_per_class", "test_per_class"):
         value = getattr(settings.dataset, name)
         if value is not None:
-            _require_positive(value, f"dataset.{name}")
+            require_positive(value, f"dataset.{name}")
     if settings.threads is not None:
-        _require_positive(settings.threads, "threads")
-    _require_positive(settings.feature_sample, "feature_sample")
+        require_positive(settings.threads, "threads")
+    require_positive(settings.feature_sample, "feature_sample")
     return settings
+
+
+def setting_columns(group: str, option: Any) -> dict[str, Any]:
+    """The record columns of a group option: ``GROUP.FIELD`` for every knob of its settings
+    dataclass but ``name``, so a new option's knobs are recorded without a hand-kept list.
+    Pixel-valued knobs (``metadata={"pixels": True}``) are written in [0, 1] pixel units."""
+    columns: dict[str, Any] = {}
+    for knob in fields(option):
+        if knob.name == "name":
+            continue
+        value = getattr(option, knob.name)
+        if knob.metadata.get("pixels") and value is not None:
+            value = pixel_value(value, f"{group}.{knob.name}")
+        columns[f"{group}.{knob.name}"] = value
+    return columns

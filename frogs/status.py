@@ -18,7 +18,8 @@ from pathlib import Path
 
 import yaml
 
-from frogs.records import RESULTS_FILE  # imports no torch: status stays instant on a login node
+# frogs.records imports no torch: status stays instant on a login node
+from frogs.records import RESULTS_FILE, read_records
 
 CONFIG_FILE = Path(".hydra") / "config.yaml"
 
@@ -52,27 +53,6 @@ def _expected_indices(job_dir: Path) -> range:
     return range(offset, offset + trials)
 
 
-def _read_records(path: Path) -> tuple[list[dict], int]:
-    """Records of one ``results.jsonl``; a truncated or garbage line is counted, not fatal."""
-    records, malformed = [], 0
-    if not path.exists():
-        return records, malformed
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        for line in handle:
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                malformed += 1
-                continue
-            if isinstance(record, dict) and "trial_id" in record:
-                records.append(record)
-            else:
-                malformed += 1
-    return records, malformed
-
-
 def job_status(job_dir: Path, root: Path) -> JobStatus:
     """Count the expected trials of one job that finished ok, failed, or have not started."""
     name = str(job_dir.relative_to(root)) if job_dir != root else "."
@@ -80,11 +60,11 @@ def job_status(job_dir: Path, root: Path) -> JobStatus:
         expected = _expected_indices(job_dir)
     except (OSError, ValueError, yaml.YAMLError) as exc:
         return JobStatus(name, 0, 0, 0, 0, error=f"unreadable {CONFIG_FILE}: {exc}")
-    records, malformed = _read_records(job_dir / RESULTS_FILE)
+    read = read_records(job_dir / RESULTS_FILE)  # a truncated or garbage line: counted, not fatal
     status_by_index: dict[int, str] = {}
     seen: set[str] = set()
     duplicates = 0
-    for record in records:
+    for record in read.records:
         if record["trial_id"] in seen:
             duplicates += 1
             continue
@@ -94,9 +74,8 @@ def job_status(job_dir: Path, root: Path) -> JobStatus:
             status_by_index.setdefault(index, str(record.get("status")))
     ok = sum(status == "ok" for status in status_by_index.values())
     failed = len(status_by_index) - ok
-    return JobStatus(
-        name, len(expected), ok, failed, len(expected) - len(status_by_index), duplicates, malformed
-    )
+    not_started = len(expected) - len(status_by_index)
+    return JobStatus(name, len(expected), ok, failed, not_started, duplicates, len(read.malformed))
 
 
 def sweep_status(root: Path) -> list[JobStatus]:

@@ -20,6 +20,7 @@ from torch import nn
 
 from frogs.cache import ArtifactCache
 from frogs.data import ImageData, per_class_subset
+from frogs.defenses import PoisonedSet
 from frogs.models import FeatureClassifier
 from frogs.pretrain import CleanModel
 from frogs.records import stable_hash
@@ -31,6 +32,26 @@ from frogs.train import cpu_threads, fit, predict_in_batches
 log = logging.getLogger(__name__)
 
 VICTIMS: Registry = Registry("victim")
+
+
+@dataclass
+class TransferSettings(VictimSettings):
+    """Sec. 3: the final layer retrained cold-start on frozen features (Adam, 100 epochs)."""
+
+    name: str = "transfer"
+    epochs: int = 100
+    lr: float = 0.01
+    batch_size: int = 8
+
+
+@dataclass
+class EndToEndSettings(VictimSettings):
+    """Sec. 4: the whole network retrained warm-start (Adam 1.85e-5, 10 epochs)."""
+
+    name: str = "end_to_end"
+    epochs: int = 10
+    lr: float = 1.85e-5
+    batch_size: int = 128
 
 
 def boundary_angle_deg(clean: torch.Tensor, poisoned: torch.Tensor, task: Task) -> float:
@@ -116,6 +137,7 @@ class Victim:
         self.test_x = data.test_x[test_idx].to(device)
         self.test_y = task.to_task_labels(data.test_y[test_idx]).to(device)
         self.cache = cache
+        self._train_features: torch.Tensor | None = None
         for p in self.model.parameters():
             p.requires_grad_(False)
 
@@ -163,8 +185,39 @@ class Victim:
         """Weight and bias of the clean victim's final layer (task order)."""
         return self.clean_head.weight.detach(), self.clean_head.bias.detach()
 
-    def retrain(self, poisons: torch.Tensor, progress: bool = False) -> PoisonedVictim:
+    def retrain(
+        self, training: PoisonedSet, keep: torch.Tensor | None = None, progress: bool = False
+    ) -> PoisonedVictim:
+        """The victim trained on ``training`` (the rows ``keep`` marks, all when None)."""
         raise NotImplementedError
+
+    def poisoned_set(self, poisons: torch.Tensor) -> PoisonedSet:
+        """The victim's clean training set followed by ``poisons``, labelled as the base class
+        (clean-label)."""
+        count = len(poisons)
+        return PoisonedSet(
+            torch.cat([self.train_x, poisons]),
+            self.poisoned_labels(count),
+            torch.cat(
+                [
+                    torch.zeros(len(self.train_y), dtype=torch.bool, device=self.device),
+                    torch.ones(count, dtype=torch.bool, device=self.device),
+                ]
+            ),
+        )
+
+    def clean_training_features(self) -> torch.Tensor:
+        """The clean model's features of the clean training images (computed once per job)."""
+        if self._train_features is None:
+            self._train_features = predict_in_batches(self.feature_fn, self.train_x)
+        return self._train_features
+
+    def set_features(self, training: PoisonedSet) -> torch.Tensor:
+        """The clean model's features of every row of a full poisoned set (what defenses see)."""
+        clean = self.clean_training_features()
+        with torch.no_grad():
+            poisons = self.feature_fn(training.inputs[len(clean) :])
+        return torch.cat([clean, poisons.flatten(1)])
 
     def test_predictions(self, classify: nn.Module) -> torch.Tensor:
         """Predicted task rows of ``classify`` on the accuracy set (images -> logits)."""
@@ -192,6 +245,7 @@ class Victim:
         module: nn.Module,
         inputs: torch.Tensor,
         labels: torch.Tensor,
+        num_clean: int,
         on_epoch,
         progress: str | None,
     ) -> None:
@@ -207,7 +261,7 @@ class Victim:
             lr=self.settings.lr,
             batch_size=self.settings.batch_size,
             weight_decay=self.settings.weight_decay,
-            num_clean=len(self.train_y),
+            num_clean=num_clean,
             slot_seed=self.seed + 1,
             generator=torch.Generator().manual_seed(self.seed),
             on_epoch=on_epoch,
@@ -223,7 +277,7 @@ class Victim:
         ]
 
 
-@VICTIMS.register("transfer")
+@VICTIMS.register("transfer", TransferSettings)
 class TransferVictim(Victim):
     """Frozen extractor; a new linear head trained cold-start on clean + poison features."""
 
@@ -278,7 +332,9 @@ class TransferVictim(Victim):
 
         def build() -> dict[str, torch.Tensor]:
             trajectory: list[torch.Tensor] = []
-            head = self._fit_head(self.train_features, self.train_y, trajectory, False)
+            head = self._fit_head(
+                self.train_features, self.train_y, len(self.train_y), trajectory, False
+            )
             return {
                 "weight": head.weight.detach().cpu(),
                 "bias": head.bias.detach().cpu(),
@@ -292,7 +348,10 @@ class TransferVictim(Victim):
             head.bias.copy_(state["bias"])
         return head.eval(), list(state["trajectory"].to(self.device))
 
-    def _fit_head(self, features, labels, trajectory, progress) -> nn.Linear:
+    def clean_training_features(self) -> torch.Tensor:
+        return self.train_features
+
+    def _fit_head(self, features, labels, num_clean, trajectory, progress) -> nn.Linear:
         torch.manual_seed(self.seed)
         head = nn.Linear(features.shape[1], len(self.task.classes)).to(self.device)
         # One linear layer on in-memory features: one CPU thread is fastest (see cpu_threads).
@@ -302,6 +361,7 @@ class TransferVictim(Victim):
                 head,
                 features,
                 labels,
+                num_clean,
                 on_epoch=lambda _: trajectory.append(head.weight.detach().clone()),
                 progress="retrain head" if progress else None,
             )
@@ -332,13 +392,15 @@ class TransferVictim(Victim):
         with torch.no_grad():
             return head(self.test_features).argmax(1)
 
-    def retrain(self, poisons: torch.Tensor, progress: bool = False) -> PoisonedVictim:
-        with torch.no_grad():
-            poison_features = self.model.features(poisons)
-        features = torch.cat([self.train_features, poison_features])
-        labels = self.poisoned_labels(len(poisons))
+    def retrain(
+        self, training: PoisonedSet, keep: torch.Tensor | None = None, progress: bool = False
+    ) -> PoisonedVictim:
+        features = self.set_features(training)
+        keep = torch.ones(len(features), dtype=torch.bool) if keep is None else keep
+        keep = keep.to(features.device)
+        kept = training.subset(keep)
         trajectory: list[torch.Tensor] = []
-        head = self._fit_head(features, labels, trajectory, progress)
+        head = self._fit_head(features[keep], kept.labels, kept.num_clean, trajectory, progress)
         return PoisonedVictim(
             predict=nn.Sequential(_Features(self.model), head),
             head_weight=head.weight.detach(),
@@ -371,7 +433,7 @@ def sliced_classifier(model: FeatureClassifier, task: Task) -> FeatureClassifier
     return victim
 
 
-@VICTIMS.register("end_to_end")
+@VICTIMS.register("end_to_end", EndToEndSettings)
 class EndToEndVictim(Victim):
     """The whole network retrained warm-start from the clean model on clean data + poisons.
 
@@ -422,17 +484,16 @@ class EndToEndVictim(Victim):
     def clean_classifier(self) -> nn.Module:
         return self.clean
 
-    def _train(self, poisons: torch.Tensor | None, progress: str | None):
+    def _train(self, training: PoisonedSet, progress: str | None):
         victim = copy.deepcopy(self.clean)
         for p in victim.parameters():
             p.requires_grad_(True)
-        count = 0 if poisons is None else len(poisons)
-        inputs = self.train_x if poisons is None else torch.cat([self.train_x, poisons])
         trajectory: list[torch.Tensor] = []
         self.fit_victim(
             victim,
-            inputs,
-            self.poisoned_labels(count),
+            training.inputs,
+            training.labels,
+            training.num_clean,
             on_epoch=lambda _: trajectory.append(victim.head.weight.detach().clone()),
             progress=progress,
         )
@@ -454,7 +515,8 @@ class EndToEndVictim(Victim):
 
             def build() -> dict[str, torch.Tensor]:
                 log.info("clean-retrain control: retraining without poisons (once per job)")
-                victim, trajectory = self._train(None, "control" if progress else None)
+                clean_set = self.poisoned_set(self.train_x[:0])
+                victim, trajectory = self._train(clean_set, "control" if progress else None)
                 state = {f"model.{k}": v.cpu() for k, v in victim.state_dict().items()}
                 state["head_per_epoch"] = torch.stack(trajectory).cpu()
                 return state
@@ -470,9 +532,12 @@ class EndToEndVictim(Victim):
             self._control = Control(predict, heads, drift)
         return self._control
 
-    def retrain(self, poisons: torch.Tensor, progress: bool = False) -> PoisonedVictim:
+    def retrain(
+        self, training: PoisonedSet, keep: torch.Tensor | None = None, progress: bool = False
+    ) -> PoisonedVictim:
         control = self.control(progress)
-        victim, trajectory = self._train(poisons, "retrain" if progress else None)
+        kept = training if keep is None else training.subset(keep)
+        victim, trajectory = self._train(kept, "retrain" if progress else None)
         return PoisonedVictim(
             predict=victim,
             head_weight=victim.head.weight.detach(),

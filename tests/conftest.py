@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny synthetic settings, a private cache, Fashion-MNIST availability."""
+"""Shared fixtures: tiny synthetic settings, a private cache, Fashion-MNIST availability; and the
+strict records reader of the tests (``whole_records``)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,19 @@ from pathlib import Path
 import pytest
 import torch
 
+from frogs.attacks import CraftingProblem, attack_budget
+from frogs.records import read_records
 from frogs.settings import DatasetSettings, JobSettings
+
+
+def whole_records(path: Path) -> list[dict]:
+    """The records of one ``results.jsonl`` (none when it does not exist), read by frogs' one
+    reader, asserting that every line is a whole record ending in a newline."""
+    read = read_records(path)
+    assert not read.malformed, f"{path}: malformed line(s) {list(read.malformed)}"
+    assert not read.truncated, f"{path} ends in a partial line"
+    return list(read.records)
+
 
 FASHION_MNIST_DIRS = [Path("/usr/share/datasets/fashion-mnist")]
 
@@ -84,3 +97,17 @@ def tiny_feature_fn():
     for p in net.parameters():
         p.requires_grad_(False)
     return net
+
+
+def crafting_problem(settings, feature_fn, target, bases, extractors=None) -> CraftingProblem:
+    """What the experiment hands an attack, built directly for unit tests of one attack."""
+    return CraftingProblem(
+        target=target,
+        bases=bases,
+        target_label=0,
+        base_label=1,
+        extractors=extractors or [feature_fn],
+        victim_features=feature_fn,
+        budget=attack_budget(settings),
+        device=target.device,
+    )

@@ -5,17 +5,18 @@ from __future__ import annotations
 import pytest
 import torch
 
-from frogs.attack import (
+from frogs.attacks.feature_collision import (
+    FeatureCollisionSettings,
+    craft_feature_collision,
     dimension_scaled_beta,
     feature_collision,
     proximal_step,
-    run_feature_collision,
     watermark,
 )
 from frogs.authors import INITIAL_STEP, authors_beta
 from frogs.budget import Budget, quantize
 from frogs.errors import ConfigError, NumericalError
-from frogs.settings import AttackSettings
+from tests.conftest import crafting_problem
 
 
 @pytest.fixture
@@ -222,10 +223,13 @@ def test_run_feature_collision_makes_8bit_poisons_within_the_budget(
     tiny_feature_fn, images, eps, opacity
 ):
     target, bases = images
-    settings = AttackSettings(constraint="linf", eps=eps, quantize=True, iters=30, opacity=opacity)
+    settings = FeatureCollisionSettings(
+        constraint="linf", eps=eps, quantize=True, iters=30, opacity=opacity
+    )
     radius = float(eps.split("/")[0]) / 255
-    output = run_feature_collision(settings, tiny_feature_fn, target, bases, feature_dim=16)
-    poisons, starts = output.result.poisons, output.watermarked
+    problem = crafting_problem(settings, tiny_feature_fn, target, bases)
+    output = craft_feature_collision(settings, problem)
+    poisons, starts = output.poisons, output.starts
     assert torch.allclose(starts, quantize(opacity * target + (1 - opacity) * bases), atol=1e-6)
     for images_8bit in (poisons, starts):
         levels = images_8bit * 255
@@ -233,22 +237,25 @@ def test_run_feature_collision_makes_8bit_poisons_within_the_budget(
     assert (poisons - starts).abs().max() <= radius + 1e-6
     assert poisons.min() >= 0.0 and poisons.max() <= 1.0
     assert not torch.equal(poisons, starts), "crafting should move the poisons"
-    assert output.budget == Budget("linf", radius)
-    assert output.beta is None  # L∞: no proximal pull
+    assert problem.budget == Budget("linf", radius)
+    assert output.metrics["beta"] is None  # L∞: no proximal pull
     # the reported distance is that of the rounded poisons
     target_features = tiny_feature_fn(target.unsqueeze(0))
     expected = (tiny_feature_fn(poisons) - target_features).norm(dim=1)
-    assert torch.allclose(output.result.final_distance, expected, atol=1e-6)
-    assert (output.result.final_distance < output.result.start_distance).all()
+    assert output.metrics["feat_dist_after"] == pytest.approx(float(expected.mean()), abs=1e-5)
+    assert output.metrics["feat_dist_after_max"] == pytest.approx(float(expected.max()), abs=1e-5)
+    assert output.metrics["feat_dist_after"] < output.metrics["feat_dist_before"]
 
 
 def test_run_feature_collision_with_the_authors_recipe(tiny_feature_fn, images):
     target, bases = images
-    settings = AttackSettings(
+    settings = FeatureCollisionSettings(
         recipe="authors", constraint="l2", eps=None, lr=INITIAL_STEP, iters=5, quantize=True
     )
-    output = run_feature_collision(settings, tiny_feature_fn, target, bases, feature_dim=16)
-    assert output.beta == pytest.approx(authors_beta(0.25, 16, target.numel()))
-    levels = output.result.poisons * 255
+    output = craft_feature_collision(
+        settings, crafting_problem(settings, tiny_feature_fn, target, bases)
+    )
+    assert output.metrics["beta"] == pytest.approx(authors_beta(0.25, 16, target.numel()))
+    levels = output.poisons * 255
     assert (levels - levels.round()).abs().max() <= 1e-4
-    assert 1 <= output.result.iters_run <= 5
+    assert 1 <= output.metrics["craft_iters_run"] <= 5

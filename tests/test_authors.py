@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from frogs.attack import dimension_scaled_beta, forward_step, proximal_step
+from frogs.attacks.feature_collision import dimension_scaled_beta, forward_step, proximal_step
 from frogs.authors import (
     INITIAL_STEP,
     authors_beta,

@@ -7,9 +7,10 @@ import re
 import pytest
 import torch
 
+from frogs.attacks.feature_collision import FeatureCollisionSettings
 from frogs.budget import Budget, quantize, quantize_within
 from frogs.errors import ConfigError
-from frogs.settings import AttackSettings, pixel_value, resolved_eps
+from frogs.settings import pixel_value, resolved_eps
 
 
 def _random_8bit(*shape, seed):
@@ -168,8 +169,8 @@ def test_pixel_value_parses_numbers_and_per_255():
     assert pixel_value(0.1, "attack.eps") == 0.1
     assert pixel_value(1, "attack.eps") == 1.0
     assert pixel_value("0.03", "attack.eps") == 0.03
-    assert resolved_eps(AttackSettings(eps="8/255")) == 8 / 255
-    assert resolved_eps(AttackSettings(constraint="l2", eps=None)) is None
+    assert resolved_eps(FeatureCollisionSettings(eps="8/255")) == 8 / 255
+    assert resolved_eps(FeatureCollisionSettings(constraint="l2", eps=None)) is None
 
 
 @pytest.mark.parametrize("value", ["8/256", "eight/255", "8/255/255", "", "abc", [8]])

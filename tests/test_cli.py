@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
 import pytest
+
+from tests.conftest import whole_records
 
 SYNTHETIC = ["dataset=synthetic", "debug=smoke", "dataset.train_per_class=null"]
 
@@ -28,8 +29,8 @@ def test_cli_runs_a_job_and_prints_the_table(tmp_path):
     result = frogs(tmp_path, *SYNTHETIC, "trials=2", "save_poisons=true")
     assert result.returncode == 0, result.stderr
     assert "success" in result.stdout and "records:" in result.stdout
-    lines = (tmp_path / "run" / "results.jsonl").read_text().splitlines()
-    assert [json.loads(line)["status"] for line in lines] == ["ok", "ok"]
+    records = whole_records(tmp_path / "run" / "results.jsonl")
+    assert [record["status"] for record in records] == ["ok", "ok"]
     assert len(list((tmp_path / "run" / "poisons").glob("*.png"))) == 2
     again = frogs(tmp_path, *SYNTHETIC, "trials=2")
     assert again.returncode == 0 and "no new trials" in again.stdout

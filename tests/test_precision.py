@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from frogs.attack import feature_collision
+from frogs.attacks.feature_collision import feature_collision
 from frogs.budget import Budget
 from frogs.data import load_dataset
 from frogs.errors import ConfigError

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-import json
 import re
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
 from frogs.experiment import run
 from frogs.perceptibility import field_names
-from frogs.records import RecordWriter, experiment_identity, trial_id
+from frogs.records import (
+    NOT_IDENTITY_KEYS,
+    RecordWriter,
+    experiment_identity,
+    read_records,
+    trial_id,
+)
+from frogs.settings import setting_columns
+from tests.conftest import whole_records
 
 CONTRACT = Path(__file__).resolve().parents[1] / "docs" / "records.md"
 
@@ -18,9 +26,11 @@ CONTRACT = Path(__file__).resolve().parents[1] / "docs" / "records.md"
 def contract_fields() -> set[str]:
     """Every backticked field name in the first column of the contract table."""
     fields = set()
-    for line in CONTRACT.read_text().splitlines():
-        if line.startswith("| `"):
-            fields.update(re.findall(r"`([a-z_0-9]+)`", line.split("|")[1]))
+    current = CONTRACT.read_text().split("## Older records")[0]  # not the legacy rename map
+    for line in current.splitlines():
+        first = line.split("|")[1] if line.startswith("| `") else ""
+        if "<" not in first:  # derived families (attack.<field>, poison_<m>...) are checked apart
+            fields.update(re.findall(r"`([a-z_0-9]+)`", first))
     return fields
 
 
@@ -54,8 +64,10 @@ def test_contract_lists_the_design_fields():
         "torch_version",
         "device",
         "host",
-        "num_poisons",
-        "opacity",
+        "attack",
+        "defense",
+        "poisons_removed",
+        "poison_recall",
         "beta",
         "seed",
     }
@@ -69,12 +81,16 @@ def test_records_hold_every_contract_field(synthetic_settings, tmp_path):
     synthetic_settings.attack.num_poisons = 3
     records = run(synthetic_settings, tmp_path)
     assert len(records) == 2
-    lines = (tmp_path / "results.jsonl").read_text().splitlines()
-    assert len(lines) == 2
-    for line in lines:
-        record = json.loads(line)
-        missing = (contract_fields() | set(field_names())) - set(record)
+    written = whole_records(tmp_path / "results.jsonl")
+    assert len(written) == 2
+    for record in written:
+        derived = {
+            **setting_columns("attack", synthetic_settings.attack),
+            **setting_columns("victim", synthetic_settings.victim),
+        }
+        missing = (contract_fields() | set(field_names()) | set(derived)) - set(record)
         assert not missing, f"record lacks {sorted(missing)}"
+        assert record["attack.num_poisons"] == 3 and record["attack.eps"] == 8 / 255
         assert record["status"] == "ok" and isinstance(record["success"], bool)
         assert len(record["base_indices"]) == 3
         assert len(record["angular_deviation_per_epoch"]) == synthetic_settings.victim.epochs
@@ -110,6 +126,36 @@ def test_trial_id_is_stable_and_ignores_where_it_runs(synthetic_settings):
     assert trial_id(identity, 0) != trial_id(identity, 1)
     synthetic_settings.attack.opacity = 0.3
     assert trial_id(experiment_identity(synthetic_settings), 0) != trial_id(identity, 0)
+
+
+def test_identity_leaves_out_the_one_list_of_keys(synthetic_settings):
+    """Trial ids leave out NOT_IDENTITY_KEYS (each a real setting), trials and trial_offset, and
+    nothing else: Hydra's folder names read the same list (tests/sweeps/test_compose.py)."""
+    plain, identity = asdict(synthetic_settings), experiment_identity(synthetic_settings)
+    for key in (*NOT_IDENTITY_KEYS, "trials", "trial_offset"):
+        *parents, name = key.split(".")
+        setting, kept = plain, identity
+        for parent in parents:
+            setting, kept = setting[parent], kept[parent]
+        assert name in setting, f"{key} is not a setting"
+        assert name not in kept, f"{key} is in trial ids"
+    # defense=none is left out too, so that trials recorded before defenses existed keep their ids
+    assert set(plain) - set(identity) == {
+        key for key in (*NOT_IDENTITY_KEYS, "trials", "trial_offset") if "." not in key
+    } | {"defense"}
+
+
+def test_one_reader_skips_and_counts_what_is_not_a_record(tmp_path, caplog):
+    path = tmp_path / "results.jsonl"
+    assert read_records(path).records == ()  # no file yet: no records
+    path.write_bytes(
+        b'{"trial_id": "a", "status": "ok"}\n\ngarbage\n[1]\n{"status": "ok"}\n'
+        b'{"trial_id": "b", oops}\n\xff\xfe{}\n{"trial_id": "c"}\n{"trial_id": "d", "sta'
+    )
+    read = read_records(path)
+    assert [r["trial_id"] for r in read.records] == ["a", "c"]
+    assert read.malformed == (3, 4, 5, 6, 7, 9) and read.truncated
+    assert caplog.text.count("skipped 6 malformed line(s)") == 1  # one warning per file
 
 
 def test_writer_drops_a_partial_last_line(tmp_path):

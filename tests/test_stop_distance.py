@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from frogs.attacks.feature_collision import min_training_feature_distance
 from frogs.errors import ConfigError
-from frogs.experiment import min_training_feature_distance, run
+from frogs.experiment import run
 
 
 def test_minimum_distance_ignores_duplicates():
@@ -20,7 +21,7 @@ def test_minimum_distance_ignores_duplicates():
 def test_auto_stop_distance_is_resolved_and_recorded(synthetic_settings, tmp_path):
     synthetic_settings.attack.stop_distance = "auto"
     records = run(synthetic_settings, tmp_path)
-    assert {r["stop_distance_setting"] for r in records} == {"auto"}
+    assert {r["attack.stop_distance"] for r in records} == {"auto"}
     distances = {r["stop_distance"] for r in records}
     assert len(distances) == 1 and next(iter(distances)) > 0
     for record in records:  # crafting that ended early ended because every poison got there

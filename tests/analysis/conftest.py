@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from analysis import load as load_module
+
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
@@ -38,8 +40,9 @@ def poison_fields(
     return fields
 
 
-def make_record(index: int = 0, **overrides: Any) -> dict[str, Any]:
-    """One complete ``ok`` schema-2 record; ``overrides`` replace or add fields."""
+def make_v2_record(index: int = 0, **overrides: Any) -> dict[str, Any]:
+    """One complete ``ok`` schema-2 record (hand-named setting columns, no defense);
+    ``overrides`` replace or add fields."""
     record: dict[str, Any] = {
         "schema": 2,
         "trial_id": f"t{index:06d}",
@@ -128,6 +131,99 @@ def make_record(index: int = 0, **overrides: Any) -> dict[str, Any]:
     return record
 
 
+#: Schema-2 setting columns that schema 3 names ``attack.*`` / ``victim.*`` (analysis.load).
+LEGACY_NAMES = (
+    "recipe",
+    "num_poisons",
+    "opacity",
+    "beta0",
+    "iters",
+    "step",
+    "lr",
+    "stop_distance_setting",
+    "quantize",
+    "multi_base",
+    "optimize",
+    "lr_decay",
+    "retrain_epochs",
+    "retrain_lr",
+)
+
+
+#: The settings columns (``attack.<field>``) of each attack's schema-3 record.
+ATTACK_FIELDS: dict[str, dict[str, Any]] = {
+    "feature_collision": {
+        "recipe": "algorithm1",
+        "num_poisons": 50,
+        "opacity": 0.3,
+        "iters": 1000,
+        "step": "sign",
+        "lr": 0.5 / 255,
+        "beta0": 0.25,
+        "stop_distance": None,
+        "constraint": "linf",
+        "eps": 8 / 255,
+        "quantize": True,
+        "multi_base": True,
+        "lr_decay": False,
+        "optimize": True,
+    },
+    **{
+        name: {
+            "num_poisons": 5,
+            "iters": 4000,
+            "lr": 0.04,
+            "ensemble": ["alexnet_cifar", "resnet18"],
+            "dropout": 0.3,
+            "constraint": "linf",
+            "eps": 8 / 255,
+            "quantize": True,
+            "multi_base": True,
+        }
+        for name in ("convex_polytope", "bullseye_polytope")
+    },
+}
+#: The settings columns (``defense.<field>``) of each defense's schema-3 record.
+DEFENSE_FIELDS: dict[str, dict[str, Any]] = {
+    "none": {},
+    "deep_knn": {"k": 50},
+    "spectral_signatures": {"removal_rate": 1.5},
+    "activation_clustering": {"dims": 10, "max_cluster_fraction": 0.35},
+}
+
+
+def make_record(
+    index: int = 0, attack: str = "feature_collision", defense: str = "none", **overrides: Any
+) -> dict[str, Any]:
+    """One complete ``ok`` schema-3 record of ``attack`` against ``defense`` (their settings
+    columns from ``ATTACK_FIELDS`` / ``DEFENSE_FIELDS``); ``overrides`` replace or add fields,
+    a ``__`` in a keyword standing for the dot (``attack__num_poisons=1``)."""
+    record = {
+        k: v
+        for k, v in make_v2_record(index).items()
+        if k not in LEGACY_NAMES or k in ("constraint", "eps")
+    }
+    record.update(
+        schema=3,
+        attack=attack,
+        defense=defense,
+        pretrain_classes="all",
+        **{f"attack.{k}": v for k, v in ATTACK_FIELDS[attack].items()},
+        **{"victim.epochs": 10, "victim.lr": 1.85e-5, "victim.batch_size": 128},
+        **{"victim.weight_decay": 0.0},
+        **{f"defense.{k}": v for k, v in DEFENSE_FIELDS[defense].items()},
+        poisons_removed=0,
+        clean_removed=0,
+        poison_recall=0.0,
+        clean_kept=20000,
+        defend_s=0.0,
+    )
+    if attack != "feature_collision":
+        record["beta"] = None
+    record.update({k.replace("__", "."): v for k, v in overrides.items()})
+    return record
+
+
 #: Schema-2 fields that a schema-1 record does not have.
 SCHEMA2_ONLY = (
     "recipe",
@@ -158,7 +254,7 @@ SCHEMA2_ONLY = (
 def make_old_record(index: int = 0, **overrides: Any) -> dict[str, Any]:
     """One ``ok`` schema-1 record (docs/records.md before the budget and perceptibility
     fields): ``stop_distance`` a setting, ``eps`` only for linf, ``input_dist_*``."""
-    record = {k: v for k, v in make_record(index).items() if k not in SCHEMA2_ONLY}
+    record = {k: v for k, v in make_v2_record(index).items() if k not in SCHEMA2_ONLY}
     record.update(
         schema=1,
         lr=0.01,
@@ -196,11 +292,14 @@ def failed(record: dict[str, Any], error: str = "RuntimeError: boom") -> dict[st
         "feat_dist_after_max",
         *poison_fields(),
     ]
+    if record.get("schema", 1) >= 3:
+        nulls += ["poisons_removed", "clean_removed", "poison_recall", "clean_kept"]
     return {**record, "status": "failed", "error": error, **dict.fromkeys(nulls)}
 
 
 def trials(successes: int, n: int, start: int = 0, **params: Any) -> list[dict[str, Any]]:
-    """``n`` ok records with ``params``, exactly the first ``successes`` of them successful."""
+    """``n`` ok schema-3 records with ``params`` (as ``make_record``), exactly the first
+    ``successes`` of them successful."""
     return [make_record(start + i, success=i < successes, **params) for i in range(n)]
 
 
@@ -219,8 +318,8 @@ def synthetic_records(n: int, seed: int = 0) -> list[dict[str, Any]]:
             job_id=f"job{i // 100}",
             scenario=str(scenarios[i]),
             victim=str(scenarios[i]),
-            num_poisons=int(counts[i]),
-            opacity=float(opacities[i]),
+            attack__num_poisons=int(counts[i]),
+            attack__opacity=float(opacities[i]),
             success=bool(success[i]),
             target_true_prob_clean=float(rng.random()),
             angular_deviation_per_epoch=rng.random(10).round(4).tolist(),
@@ -242,8 +341,14 @@ def write_jsonl(path: Path, records: Iterable[dict[str, Any]], tail: str = "") -
 
 @pytest.fixture
 def record() -> Callable[..., dict[str, Any]]:
-    """Factory for one record: ``record(index, **overrides)``."""
+    """Factory for one schema-3 record: ``record(index, attack=, defense=, **overrides)``."""
     return make_record
+
+
+@pytest.fixture
+def v2_record() -> Callable[..., dict[str, Any]]:
+    """Factory for one schema-2 record: ``v2_record(index, **overrides)``."""
+    return make_v2_record
 
 
 @pytest.fixture
@@ -345,3 +450,13 @@ def tensor_job(tmp_path: Path) -> Path:
     records = [make_record(i, **save_trial_tensors(job, i)) for i in range(2)]
     write_jsonl(job / "results.jsonl", records)
     return job
+
+
+@pytest.fixture(params=["arrow", "python"])
+def parser(request, monkeypatch) -> str:
+    """Run a test with the pyarrow bulk parser and with the pure-Python fallback."""
+    if request.param == "python":
+        monkeypatch.setattr(load_module, "_parse_arrow", lambda lines: None)
+    else:
+        pytest.importorskip("pyarrow")
+    return request.param

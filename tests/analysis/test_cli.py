@@ -15,9 +15,11 @@ from analysis.cli import main
 @pytest.fixture
 def sweep(write_job, make_trials, make_failed, tmp_path) -> Path:
     """Two jobs of a num_poisons sweep, one failed trial and a truncated last line."""
-    write_job(make_trials(7, 10, num_poisons=10), job="sweep/0")
-    failures = [make_failed(r) for r in make_trials(0, 1, start=20, num_poisons=50)]
-    write_job(make_trials(2, 4, start=10, num_poisons=50) + failures, job="sweep/1", tail='{"tr')
+    write_job(make_trials(7, 10, attack__num_poisons=10), job="sweep/0")
+    failures = [make_failed(r) for r in make_trials(0, 1, start=20, attack__num_poisons=50)]
+    write_job(
+        make_trials(2, 4, start=10, attack__num_poisons=50) + failures, job="sweep/1", tail='{"tr'
+    )
     hydra = tmp_path / "sweep/0/.hydra"
     hydra.mkdir()
     (hydra / "config.yaml").write_text("attack:\n  num_poisons: 10\n  opacity: 0.3\nseed: 0\n")
@@ -40,16 +42,18 @@ def test_old_records_print_rates_without_perceptibility(write_job, old_record, c
     assert main([str(job)]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[2].split() == [
-        "num_poisons", "n", "successes", "rate", "ci_low", "ci_high",
-    ]  # fmt: skip
+        "attack.num_poisons", "n", "successes", "rate", "ci_low", "ci_high",
+    ]  # fmt: skip  # schema 1 upgraded to the schema-3 names
 
 
 def test_writes_table_figures_and_report(sweep, tmp_path, capsys) -> None:
     out = tmp_path / "out"
-    assert main([str(sweep), "--by", "num_poisons", "--out", str(out), "--report", "-q"]) == 0
+    assert (
+        main([str(sweep), "--by", "attack.num_poisons", "--out", str(out), "--report", "-q"]) == 0
+    )
     table = pd.read_csv(out / "success.csv")
     assert list(table.columns) == [
-        "num_poisons", "n", "successes", "rate", "ci_low", "ci_high",
+        "attack.num_poisons", "n", "successes", "rate", "ci_low", "ci_high",
         "psnr_median", "linf255_max", "ssim_median", "control_successes",
     ]  # fmt: skip
     assert table.values.tolist()[0][:4] == [10, 10, 7, 0.7]
@@ -61,6 +65,8 @@ def test_writes_table_figures_and_report(sweep, tmp_path, capsys) -> None:
     assert page.count("data:image/png;base64,") >= 3
     assert "attack.num_poisons" in page and "abc1234" in page
     assert "fig_poison_grid" in page  # listed as skipped, with the reason
+    assert "Attacks against defenses" not in page  # one attack, one defense
+    assert not (out / "defenses.csv").exists() and not (out / "fig_defenses.png").exists()
     assert "<th>psnr_median</th>" in page and "<td>32.00</td>" in page
     assert "worst (most visible) poison of each trial" in page and "median across" in page
     assert "control_successes</code> counts" in page
@@ -91,8 +97,18 @@ def test_empty_directory_is_one_error_line(tmp_path, capsys) -> None:
 def test_unknown_by_column_lists_available(sweep, capsys) -> None:
     assert main([str(sweep), "--by", "poisons"]) == 2
     err = capsys.readouterr().err
-    assert "unknown column(s) poisons; available:" in err and "num_poisons" in err
+    assert "unknown column(s) poisons; available:" in err and "attack.num_poisons" in err
     assert "Traceback" not in err
+
+
+def test_schema2_by_column_names_its_schema3_name(sweep, capsys) -> None:
+    assert main([str(sweep), "--by", "num_poisons", "retrain_epochs"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith(
+        "frogs-analyze: error: unknown column(s) num_poisons, retrain_epochs (num_poisons is "
+        "now attack.num_poisons; retrain_epochs is now victim.epochs); available:"
+    )
 
 
 def test_report_needs_out(sweep, capsys) -> None:

@@ -24,9 +24,13 @@ def rich(make_trials, record) -> pd.DataFrame:
     records = []
     for k, count in enumerate((1, 10, 50)):
         for opacity in (0.2, 0.3):
-            records += make_trials(k + 1, 4, start=len(records), num_poisons=count, opacity=opacity)
-    records += make_trials(1, 3, start=len(records), multi_base=False)
-    records += make_trials(0, 3, start=len(records), optimize=False, target_selection="outlier")
+            records += make_trials(
+                k + 1, 4, start=len(records), attack__num_poisons=count, attack__opacity=opacity
+            )
+    records += make_trials(1, 3, start=len(records), attack__multi_base=False)
+    records += make_trials(
+        0, 3, start=len(records), attack__optimize=False, target_selection="outlier"
+    )
     records += make_trials(2, 3, start=len(records), scenario="transfer", victim="transfer")
     return frame_of(records)
 
@@ -84,9 +88,15 @@ def test_make_figures_draws_perceptibility_only_when_eps_varies(budgets, rich, t
 
 
 SKIPS = {
-    "plot_poison_count": (lambda f: f.assign(num_poisons=5), "more than one distinct num_poisons"),
+    "plot_poison_count": (
+        lambda f: f.assign(**{"attack.num_poisons": 5}),
+        "more than one distinct attack.num_poisons",
+    ),
     "plot_outliers": (lambda f: f.drop(columns="target_true_prob_clean"), "target_true_prob_clean"),
-    "plot_ablation": (lambda f: f.assign(multi_base=True, optimize=True), "two ablation arms"),
+    "plot_ablation": (
+        lambda f: f.assign(**{"attack.multi_base": True, "attack.optimize": True}),
+        "two ablation arms",
+    ),
     "plot_transfer": (lambda f: f.assign(scenario="end_to_end"), "no transfer"),
     "plot_clean_accuracy": (lambda f: f.assign(clean_acc_after=None), "clean_acc_after"),
     "plot_angular_per_epoch": (
@@ -94,6 +104,7 @@ SKIPS = {
         "angular_deviation_per_epoch",
     ),
     "plot_perceptibility": (lambda f: f, "more than one distinct eps_255"),
+    "plot_defenses": (lambda f: f, "more than one attack or defense"),
     "plot_poison_grid": (lambda f: f, "poisons_path"),
     "plot_feature_space": (lambda f: f, "features_path"),
 }
@@ -122,16 +133,16 @@ def test_transfer_draws_one_panel_when_only_angles(rich, tmp_path, caplog) -> No
     assert "angular deviation only" in caplog.text
 
 
-def test_figures_from_old_records(old_record, tmp_path) -> None:
+def test_figures_from_old_records(old_record, write_job, tmp_path) -> None:
     records = [
         old_record(i, success=i % 3 == 0, num_poisons=(1, 10)[i % 2], constraint="linf", eps=e)
         for i, e in enumerate([2 / 255, 8 / 255] * 4)
     ]
-    figures = make_figures(frame_of(records), tmp_path)
+    figures = make_figures(load_records(write_job(records)).frame, tmp_path / "figs")
     assert {"fig_poison_count", "fig_clean_accuracy", "fig_transfer"} - set(figures.written) == {
         "fig_transfer"
     }
-    assert "lack eps_255" in figures.skipped["fig_perceptibility"]
+    assert "fig_perceptibility" in figures.written  # eps_255 derived from schema 1's eps
 
 
 def test_tensor_figures_from_saved_files(tensor_job, tmp_path) -> None:
@@ -187,7 +198,12 @@ def test_projection_keeps_the_decision_boundary() -> None:
 def test_make_figures_reports_written_and_skipped(rich, tmp_path) -> None:
     figures = make_figures(rich, tmp_path)
     assert set(figures.written) == set(FIGURES.values())
-    assert set(figures.skipped) == {"fig_perceptibility", "fig_poison_grid", "fig_feature_space"}
+    assert set(figures.skipped) == {
+        "fig_perceptibility",
+        "fig_poison_grid",
+        "fig_feature_space",
+        "fig_defenses",
+    }
     assert "poisons_path" in figures.skipped["fig_poison_grid"]
 
 

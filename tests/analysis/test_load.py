@@ -8,17 +8,6 @@ import pandas as pd
 import pytest
 
 from analysis import NoRecordsError, load_records
-from analysis import load as load_module
-
-
-@pytest.fixture(params=["arrow", "python"])
-def parser(request, monkeypatch) -> str:
-    """Run a test with the pyarrow bulk parser and with the pure-Python fallback."""
-    if request.param == "python":
-        monkeypatch.setattr(load_module, "_parse_arrow", lambda lines: None)
-    else:
-        pytest.importorskip("pyarrow")
-    return request.param
 
 
 def test_loads_all_jobs_below_the_directories(parser, write_job, make_trials, tmp_path) -> None:
@@ -43,7 +32,7 @@ def test_dtypes_are_the_same_for_both_parsers(parser, write_job, make_trials, ma
     assert isinstance(frame["finished_at"].dtype, pd.DatetimeTZDtype)
     assert frame["angular_deviation_per_epoch"].iloc[0] == [1.0, 2.0, 3.0]
     assert frame["task_classes"].iloc[0][:2] == ["airplane", "automobile"]
-    assert frame["num_poisons"].iloc[0] == 50
+    assert frame["attack.num_poisons"].iloc[0] == 50
 
 
 def test_malformed_lines_are_counted_and_skipped(parser, write_job, make_trials, caplog) -> None:

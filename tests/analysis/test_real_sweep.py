@@ -40,7 +40,7 @@ def test_cli_on_a_real_frogs_sweep(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     table = pd.read_csv(out / "success.csv")
-    assert sorted(table["num_poisons"]) == [1, 3]
+    assert sorted(table["attack.num_poisons"]) == [1, 3]
     assert table["n"].tolist() == [2, 2]
     assert ((table["ci_low"] <= table["rate"]) & (table["rate"] <= table["ci_high"])).all()
     assert (out / "report.html").stat().st_size > 10_000

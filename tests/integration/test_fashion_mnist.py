@@ -11,7 +11,7 @@ import torch
 
 from frogs.config import compose_settings
 from frogs.experiment import run
-from tests.conftest import requires_fashion_mnist
+from tests.conftest import requires_fashion_mnist, whole_records
 
 pytestmark = [pytest.mark.slow, requires_fashion_mnist]
 
@@ -30,7 +30,11 @@ def test_default_poisons_are_clean_label_within_the_default_budget(session_cache
     records = run(default_settings(session_cache, "trials=5", "save_poisons=true"), tmp_path)
     assert [r["status"] for r in records] == ["ok"] * 5
     for record in records:
-        assert (record["constraint"], record["eps_255"], record["quantize"]) == ("linf", 8, True)
+        assert (record["constraint"], record["eps_255"], record["attack.quantize"]) == (
+            "linf",
+            8,
+            True,
+        )
         # opacity 0 and 8-bit data: the crafting start is the base itself
         assert record["poison_linf255_base_worst"] <= 8 + 1e-4
         assert record["poison_linf255_start_worst"] <= 8 + 1e-4
@@ -111,4 +115,4 @@ def test_end_to_end_job_records_its_control(session_cache, tmp_path):
         assert record["accuracy_set_size"] == 10_000 - 1 - 5
         assert record["poison_linf255_start_worst"] <= 8 + 1e-4
         assert (tmp_path / record["features_path"]).is_file()
-    assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 2
+    assert len(whole_records(tmp_path / "results.jsonl")) == 2

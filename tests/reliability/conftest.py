@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import shutil
 import subprocess
@@ -13,10 +11,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 
-from frogs.config import register_schemas, to_settings
+import frogs.records
+from frogs.config import compose_settings
 from frogs.settings import JobSettings
+from tests.conftest import whole_records as read_records  # noqa: F401 - the fault tests' name
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -37,6 +36,7 @@ VOLATILE = {
     "craft_s",
     "retrain_s",
     "eval_s",
+    "defend_s",
     "finished_at",
     "host",
     "slurm_job_id",
@@ -80,22 +80,9 @@ def start_frogs(*overrides: str, log: Path) -> subprocess.Popen:
     )
 
 
-def read_records(path: Path) -> list[dict]:
-    """Every line of a ``results.jsonl``; each must be one whole JSON object ending in a newline."""
-    if not path.exists():
-        return []
-    text = path.read_text()
-    assert text == "" or text.endswith("\n"), f"{path} ends in a partial line"
-    return [json.loads(line) for line in text.splitlines()]
-
-
 def count_records(paths: Sequence[Path]) -> int:
-    """Complete lines written so far (a line still being written is not counted)."""
-    total = 0
-    for path in paths:
-        with contextlib.suppress(FileNotFoundError):
-            total += path.read_bytes().count(b"\n")
-    return total
+    """Records written so far (a line still being written is not counted)."""
+    return sum(len(frogs.records.read_records(path).records) for path in paths)
 
 
 def outcome(record: dict) -> dict:
@@ -151,10 +138,7 @@ def warm_cache(tmp_path_factory) -> Path:
 
 def tiny_settings(*overrides: str) -> JobSettings:
     """The TINY job's settings as the CLI composes them, for in-process runs."""
-    register_schemas()
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=[*TINY, *overrides])
-    return to_settings(cfg)
+    return compose_settings([*TINY, *overrides])
 
 
 def copy_cache(source: Path, target: Path) -> Path:

@@ -26,7 +26,7 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
     "group-victim": (["victim=nope"], ["victim/nope", "end_to_end, transfer"]),
     "name-dataset": (["dataset.name=nope"], ["dataset 'nope'", "synthetic"]),
     "name-victim": (["victim.name=nope"], ["victim 'nope'", "end_to_end, transfer"]),
-    "unknown-key": (["attack.stepz=3"], ["attack.stepz", "AttackSettings"]),
+    "unknown-key": (["attack.stepz=3"], ["attack.stepz", "FeatureCollisionSettings"]),
     "target-is-base": (["dataset.base_class=c0"], ["'c0'", "two different classes"]),
     "too-many-bases": (
         ["attack.num_poisons=33", "attack.multi_base=true"],
@@ -60,6 +60,40 @@ IN_PROCESS_CASES: dict[str, tuple[list[str], list[str]]] = {
     "victim-epochs-zero": (["victim.epochs=0"], ["victim.epochs=0", "> 0"]),
     "pretrain-lr-zero": (["model.pretrain.lr=0"], ["model.pretrain.lr=0", "> 0"]),
     "trials-negative": (["trials=-2"], ["trials=-2", "> 0"]),
+    "group-defense": (["defense=nope"], ["defense/nope", "deep_knn"]),
+    "name-defense": (["defense.name=nope"], ["defense 'nope'", "spectral_signatures"]),
+    # an option's knob given to another option of its group fails at composition
+    "attack-knob-on-wrong-attack": (
+        ["attack.ensemble=[clean]"],
+        ["attack.ensemble", "FeatureCollisionSettings"],
+    ),
+    "defense-knob-on-wrong-defense": (["defense.k=3"], ["defense.k", "NoDefenseSettings"]),
+    "cluster-knob-on-knn": (
+        ["defense=deep_knn", "defense.dims=3"],
+        ["defense.dims", "DeepKnnSettings"],
+    ),
+    "ensemble-unknown-model": (
+        ["attack=convex_polytope", "attack.ensemble=[clean,vgg99]"],
+        ["'vgg99'", "alexnet_cifar"],
+    ),
+    "knn-k-zero": (["defense=deep_knn", "defense.k=0"], ["defense.k=0", "integer > 0"]),
+    "knn-k-negative": (["defense=deep_knn", "defense.k=-3"], ["defense.k=-3", "integer > 0"]),
+    "removal-rate-one": (
+        ["defense=spectral_signatures", "defense.removal_rate=1"],
+        ["defense.removal_rate=1", "(0, 1)"],
+    ),
+    "removal-rate-zero": (
+        ["defense=spectral_signatures", "defense.removal_rate=0.0"],
+        ["defense.removal_rate=0.0", "(0, 1)"],
+    ),
+    "cp-one-poison": (
+        ["attack=convex_polytope", "attack.num_poisons=1"],
+        ["attack.num_poisons=1", "convex_polytope", ">= 2"],
+    ),
+    "bp-one-poison": (
+        ["attack=bullseye_polytope", "attack.num_poisons=1"],
+        ["attack.num_poisons=1", "bullseye_polytope", ">= 2"],
+    ),
 }
 
 

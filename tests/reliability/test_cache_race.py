@@ -38,12 +38,13 @@ def test_cold_cache_is_built_once_by_eight_concurrent_jobs(tmp_path):
     assert text.count("cache miss features/") == 2  # the train and test splits, once each
     assert text.count("cache miss heads/") == 1  # the transfer victim's clean head (control)
     assert text.count("cache miss duplicates/") == 1  # the train/test duplicate mask
+    assert text.count("cache miss poisons/") == 2  # each trial's poisons, crafted by one job
     assert text.count("cache hit models/") == JOBS - 1
     # A reader that met a half-written entry would have called it unusable and rebuilt it.
     assert "unusable" not in text and "no checksum file" not in text
 
     entries = sorted(cache.glob("*/*.pt"))
-    assert len(entries) == 5
+    assert len(entries) == 7
     for entry in entries:
         meta = json.loads(entry.with_suffix(".json").read_text())
         assert hashlib.sha256(entry.read_bytes()).hexdigest() == meta["sha256"]

@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from frogs import victims
-from frogs.attack import ATTACKS
+from frogs.attacks.feature_collision import ATTACKS
 from frogs.experiment import run
 from tests.reliability.conftest import (
     TINY,

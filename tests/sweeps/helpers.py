@@ -1,10 +1,12 @@
-"""Helpers for the sweep tests: run ``frogs`` sweeps as a user types them, read their records,
-and get a SLURM cluster (started with the shared script when none answers)."""
+"""Helpers for the sweep tests: run ``frogs`` sweeps as a user types them, read their records and
+their ``# smoke:`` lines, and get a SLURM cluster (started with the shared script when none
+answers)."""
 
 from __future__ import annotations
 
-import json
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -13,11 +15,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import whole_records
+
 REPO = Path(__file__).resolve().parents[2]
 SWEEPS_DIR = REPO / "sweeps"
 SWEEPS = sorted(p.stem for p in SWEEPS_DIR.glob("*.yaml"))
 SLURM_SCRIPTS = REPO.parent / "shared" / "slurm"
 SHARED_DATA = REPO.parent / "shared" / "data"
+SMOKE_LINE = re.compile(r"^# smoke: (.+)$", re.MULTILINE)
+SMOKE_JOBS = re.compile(r"^# Smoke test on a CPU, (\d+) jobs", re.MULTILINE)
 
 
 def sweep_env() -> dict[str, str]:
@@ -67,12 +73,22 @@ def job_dirs(sweep_dir: Path) -> list[Path]:
 
 def read_records(sweep_dir: Path) -> list[dict]:
     """Every record of every job of a sweep; each line must be whole."""
-    records = []
-    for path in results_files(sweep_dir):
-        text = path.read_text()
-        assert text.endswith("\n"), f"{path} ends in a partial line"
-        records += [json.loads(line) for line in text.splitlines()]
-    return records
+    return [record for path in results_files(sweep_dir) for record in whole_records(path)]
+
+
+def smoke_overrides(name: str) -> list[str]:
+    """The overrides of a study's ``# smoke:`` line: appended to its command, they make its small
+    CPU grid (docs/sweeps.md). Every study file must have exactly one."""
+    found = SMOKE_LINE.findall((SWEEPS_DIR / f"{name}.yaml").read_text())
+    assert len(found) == 1, f"sweeps/{name}.yaml needs one '# smoke: OVERRIDES' line, has {found}"
+    return shlex.split(found[0])
+
+
+def smoke_job_count(name: str) -> int:
+    """The job count the comment above a study's ``# smoke:`` line states."""
+    found = SMOKE_JOBS.search((SWEEPS_DIR / f"{name}.yaml").read_text())
+    assert found, f"sweeps/{name}.yaml: say '# Smoke test on a CPU, N jobs' above its smoke line"
+    return int(found.group(1))
 
 
 def assert_ok(result: subprocess.CompletedProcess) -> None:

@@ -10,45 +10,44 @@ import re
 from functools import cache
 
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
-from frogs.cli import CONFIG_DIR  # also registers the schemas
-from frogs.config import to_settings
+from frogs.config import compose_config, compose_settings
+from frogs.records import NOT_IDENTITY_KEYS, job_folder_excluded_keys
 from frogs.settings import JobSettings
-from tests.sweeps.helpers import SWEEPS, SWEEPS_DIR
+from tests.sweeps.helpers import SWEEPS, SWEEPS_DIR, smoke_job_count, smoke_overrides
 
 PAPER_SWEEPS = {"transfer_oneshot", "e2e_poison_count", "e2e_outliers", "e2e_ablation"}
 
 
 def compose_sweep(name: str, *overrides: str, hydra: bool = True) -> DictConfig:
-    with initialize_config_dir(str(SWEEPS_DIR), version_base="1.3"):
-        return compose(
-            name,
-            overrides=[f"hydra.searchpath=[file://{CONFIG_DIR}]", *overrides],
-            return_hydra_config=hydra,
-        )
+    return compose_config(
+        overrides, config_dir=SWEEPS_DIR, config_name=name, return_hydra_config=hydra
+    )
 
 
 def sweep_jobs(name: str, *overrides: str) -> list[list[str]]:
     """The jobs the basic sweeper makes: the cartesian product of hydra.sweeper.params, where a
     command-line value replaces the file's for the same key (as ``BasicSweeper.sweep`` does)."""
-    cfg = compose_sweep(name, *overrides)
+    parser = OverridesParser.create()
+    given = parser.parse_overrides(list(overrides))
+    cfg = compose_sweep(name, *(o.input_line for o in given if not o.is_sweep_override()))
     params = [f"{key}={value}" for key, value in cfg.hydra.sweeper.params.items()]
-    parsed = OverridesParser.create().parse_overrides([*params, *overrides])
+    parsed = parser.parse_overrides([*params, *overrides])
     return BasicSweeper.split_arguments(parsed, max_batch_size=None)[0]
 
 
 @cache
 def job_settings(name: str, overrides: tuple[str, ...]) -> JobSettings:
-    return to_settings(compose_sweep(name, *overrides, hydra=False))
+    return compose_settings(overrides, config_dir=SWEEPS_DIR, config_name=name)
 
 
 def stated_job_count(path) -> int:
     """The first 'N jobs' in a file's header comment."""
-    header = "".join(line for line in path.read_text().splitlines(True) if line.startswith("#"))
+    lines = path.read_text().splitlines(True)
+    header = "".join(line for line in lines if line.startswith("#") and "smoke" not in line.lower())
     found = re.search(r"(\d[\d,]*) jobs", header)
     assert found, f"{path.name}: the header comment must say how many jobs the sweep has"
     return int(found.group(1).replace(",", ""))
@@ -61,19 +60,22 @@ def test_the_paper_studies_are_all_there():
 @pytest.mark.parametrize("name", SWEEPS)
 def test_sweep_has_the_job_count_its_comment_says(name):
     path = SWEEPS_DIR / f"{name}.yaml"
-    assert path.read_text().lstrip().startswith("# Fig."), "first comment names the paper figure"
+    first = path.read_text().lstrip()
+    assert first.startswith(("# Fig.", "# Study")), "first comment names the figure or the study"
     assert compose_sweep(name).hydra.mode.name == "MULTIRUN"
     assert len(sweep_jobs(name)) == stated_job_count(path)
 
 
 @pytest.mark.parametrize("name", SWEEPS)
-def test_cpu_preset_shrinks_the_grid_to_its_comment(name):
-    grid = SWEEPS_DIR / "grid" / f"cpu_{name}.yaml"
-    jobs = sweep_jobs(name, "scale=cpu")
-    assert len(jobs) == (stated_job_count(grid) if grid.exists() else len(sweep_jobs(name)))
-    assert len(jobs) <= 4
-    for job in jobs:
-        settings = job_settings(name, ("scale=cpu", *job))
+def test_smoke_line_shrinks_the_grid_to_its_comment(name):
+    """Every study file carries its small CPU grid as a ``# smoke:`` line (the shared preset plus
+    the study's own values); appended to the command, it gives the jobs its comment says."""
+    smoke = smoke_overrides(name)
+    assert "debug=sweep_smoke" in smoke, "the smoke grid uses the shared preset"
+    jobs = sweep_jobs(name, *smoke)
+    assert len(jobs) == smoke_job_count(name) <= 4
+    for job in jobs:  # each job holds every override, the smoke line's too
+        settings = job_settings(name, tuple(job))
         assert settings.trials == 1 and settings.device == "cpu" and not settings.save_poisons
         assert settings.attack.iters <= 20 and settings.victim.epochs <= 2
         assert settings.dataset.test_per_class == 40  # debug=smoke's tiny data
@@ -144,6 +146,7 @@ def test_sweep_folders_are_stable_and_name_the_job_not_where_it_runs():
     assert raw["subdir"] == "${hydra.job.override_dirname}"
     excluded = set(cfg.hydra.job.config.override_dirname.exclude_keys)
     assert {"cache_dir", "device", "threads", "progress", "trials"} <= excluded
+    assert "trial_offset" not in excluded  # jobs at different offsets are different jobs
     run_dir = OmegaConf.to_container(cfg.hydra.run, resolve=False)["dir"]
     assert "%f" in run_dir  # single runs keep sub-second timestamps
 
@@ -162,3 +165,14 @@ def test_launcher_presets_read_the_environment(launcher, monkeypatch):
         assert cfg._target_.endswith("SlurmLauncher")
     else:
         assert cfg._target_.endswith("LocalLauncher")
+
+
+def test_folder_names_and_trial_ids_leave_out_the_same_keys():
+    """Hydra's exclude_keys is the one list in frogs.records (through a resolver), plus trials."""
+    cfg = compose_sweep("e2e_ablation").hydra.job.config.override_dirname
+    assert OmegaConf.to_container(cfg, resolve=False)["exclude_keys"] == "${frogs_excluded_keys:}"
+    assert list(cfg.exclude_keys) == job_folder_excluded_keys() == [*NOT_IDENTITY_KEYS, "trials"]
+    job = compose_sweep(
+        "e2e_ablation", "device=cpu", "attack.iters=2", "trials=3", "trial_offset=1"
+    )
+    assert job.hydra.job.override_dirname == "attack.iters=2,trial_offset=1"  # Hydra resolved it

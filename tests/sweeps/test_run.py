@@ -1,4 +1,4 @@
-"""Sweeps run end to end under the CPU preset (basic and joblib launchers), and relaunching one
+"""Sweeps run end to end under their smoke grids (basic and joblib launchers), and relaunching one
 fills exactly its gaps: nothing when it is finished, the deleted trials when some are missing."""
 
 from __future__ import annotations
@@ -17,19 +17,21 @@ from tests.sweeps.helpers import (
     requires_cifar10,
     results_files,
     run_sweep,
+    smoke_overrides,
 )
 
 pytestmark = pytest.mark.slow
 
-# Overrides that keep two jobs of each sweep's CPU grid, so both launchers run every sweep file.
+# Overrides that keep two jobs of each sweep's smoke grid, so both launchers run every sweep file.
 SHRINK = {
     "e2e_poison_count": ["pair=airplane_frog"],
     "e2e_ablation": ["ablation=single_base,no_optimize"],
+    "attacks_vs_defenses": ["defense=activation_clustering"],
 }
 LAUNCHERS = {"basic": [], "joblib": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]}
 # A synthetic variant of the one-shot sweep: 2 jobs x 2 trials in seconds.
 SYNTHETIC = [
-    "scale=cpu",
+    "debug=sweep_smoke",
     "dataset=synthetic",
     "dataset.train_per_class=null",
     "trials=2",
@@ -54,20 +56,20 @@ def all_done(sweep_dir: Path, jobs: int, trials_per_job: int = 1) -> list[dict]:
     "name",
     [pytest.param(n, marks=[] if n == "transfer_oneshot" else requires_cifar10) for n in SWEEPS],
 )
-def test_each_sweep_runs_under_the_cpu_preset(name, launcher, tmp_path, sweep_cache):
-    """Every sweep file, two jobs of its CPU grid, sequentially (basic) and in parallel (joblib).
+def test_each_sweep_runs_its_smoke_grid(name, launcher, tmp_path, sweep_cache):
+    """Every sweep file, two jobs of its smoke grid, sequentially (basic) and in parallel (joblib).
 
     One case starts from a cold cache with two jobs at once: the clean model is built once.
     """
     cold = launcher == "joblib" and name == "e2e_poison_count"
     cache = tmp_path / "cold-cache" if cold else sweep_cache
     sweep_dir = tmp_path / name
-    overrides = ["scale=cpu", *SHRINK.get(name, []), *LAUNCHERS[launcher]]
+    overrides = [*smoke_overrides(name), *SHRINK.get(name, []), *LAUNCHERS[launcher]]
     result = run_sweep(name, sweep_dir, cache, *overrides)
     assert_ok(result)
     records = all_done(sweep_dir, jobs=2)
     assert all(r["slurm_job_id"] is None for r in records)
-    print(f"{name} scale=cpu: 2 jobs in {result.wall_s:.1f} s ({launcher} launcher)")
+    print(f"{name} smoke: 2 jobs in {result.wall_s:.1f} s ({launcher} launcher)")
     if cold:
         logs = [path.read_text() for path in sorted(sweep_dir.rglob("*.log"))]
         assert len(logs) == 2

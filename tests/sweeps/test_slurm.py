@@ -10,15 +10,23 @@ from __future__ import annotations
 import pytest
 
 from frogs.status import sweep_status, totals
-from tests.sweeps.helpers import assert_ok, job_dirs, read_records, run_sweep, slurm_overrides
+from tests.sweeps.helpers import (
+    assert_ok,
+    job_dirs,
+    read_records,
+    run_sweep,
+    slurm_overrides,
+    smoke_overrides,
+)
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 
 def test_a_sweep_runs_every_job_as_a_slurm_job(slurm_partition, tmp_path, sweep_cache):
     sweep_dir = tmp_path / "transfer_oneshot"
+    smoke = smoke_overrides("transfer_oneshot")
     result = run_sweep(
-        "transfer_oneshot", sweep_dir, sweep_cache, "scale=cpu", *slurm_overrides(slurm_partition)
+        "transfer_oneshot", sweep_dir, sweep_cache, *smoke, *slurm_overrides(slurm_partition)
     )
     assert_ok(result)
     records = read_records(sweep_dir)
@@ -29,4 +37,4 @@ def test_a_sweep_runs_every_job_as_a_slurm_job(slurm_partition, tmp_path, sweep_
     assert (sweep_dir / ".submitit").is_dir()
     total = totals(sweep_status(sweep_dir))
     assert (total.expected, total.ok, total.not_started) == (2, 2, 0)
-    print(f"transfer_oneshot scale=cpu: 2 SLURM jobs in {result.wall_s:.1f} s")
+    print(f"transfer_oneshot smoke: 2 SLURM jobs in {result.wall_s:.1f} s")

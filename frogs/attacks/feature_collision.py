@@ -1,4 +1,4 @@
-"""Feature-collision poison crafting (Shafahi et al. 2018, Eq. 1 and Algorithm 1), batched.
+"""Feature collision (Shafahi et al. 2018, Eq. 1, Algorithm 1): ``attack=feature_collision``.
 
 ``feature_collision`` crafts all poisons of a trial at once: one forward/backward pass of the
 stacked poisons per iteration, the target's features computed once. Poisons are independent
@@ -7,21 +7,110 @@ stacked poisons per iteration, the target's features computed once. Poisons are 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
+from frogs.attacks import (
+    ATTACKS,
+    Crafted,
+    CraftingProblem,
+    FeatureFn,
+    feature_distances,
+)
 from frogs.budget import Budget, per_image, quantize, quantize_within
 from frogs.errors import ConfigError, NumericalError
 from frogs.precision import autocast, channels_last
-from frogs.registry import Registry
-from frogs.settings import AttackSettings, resolved_eps
+from frogs.settings import AttackSettings, JobSettings, require_choice, require_positive
 
-FeatureFn = Callable[[torch.Tensor], torch.Tensor]
+log = logging.getLogger(__name__)
 
-ATTACKS: Registry = Registry("attack")
+RECIPES = ("algorithm1", "authors")
+STEPS = ("gradient", "sign")
+
+
+@dataclass
+class FeatureCollisionSettings(AttackSettings):
+    """Feature collision's knobs (Eq. 1, Algorithm 1) and its variants.
+
+    Pixel units: with ``recipe=algorithm1`` every pixel-valued knob (``eps``, ``lr``'s steps, the
+    proximal ``beta``) is in frogs' [0, 1] pixels; ``recipe=authors`` runs the official code's
+    loop in its [0, 255] pixels (``lr``, ``beta0`` as in that code). ``eps`` is always in [0, 1]
+    pixels and also takes the form ``"N/255"``.
+    """
+
+    name: str = "feature_collision"
+    recipe: str = "algorithm1"
+    opacity: float = 0.0
+    iters: int = 1000
+    step: str = "sign"
+    lr: float = 0.5 / 255
+    beta0: float = 0.25
+    stop_distance: Any = None
+    lr_decay: bool = False
+    optimize: bool = True
+
+    def check(self, job: JobSettings) -> None:
+        super().check(job)
+        require_choice(self.recipe, "attack.recipe", RECIPES)
+        require_choice(self.step, "attack.step", STEPS)
+        require_positive(self.lr, "attack.lr")
+        require_positive(self.beta0, "attack.beta0", allow_zero=True)
+        if not 0.0 <= self.opacity <= 1.0:
+            raise ConfigError(
+                f"attack.opacity={self.opacity!r} is not allowed; expected 0 <= opacity <= 1"
+            )
+        stop = resolved_stop_distance(self)
+        if isinstance(stop, float):
+            require_positive(stop, "attack.stop_distance", allow_zero=True)
+
+    def resolve(self, training_features: Callable[[], torch.Tensor]) -> FeatureCollisionSettings:
+        """``stop_distance=auto`` as a number: ``min_training_feature_distance`` of the victim's
+        training features (computed only when asked for)."""
+        if resolved_stop_distance(self) != "auto":
+            return self
+        distance = min_training_feature_distance(training_features())
+        log.info("stop_distance=auto: %.4f (minimum distance between training features)", distance)
+        return replace(self, stop_distance=distance)
+
+
+def resolved_stop_distance(attack: FeatureCollisionSettings) -> float | str | None:
+    """``stop_distance`` as a number, ``"auto"``, or None."""
+    value = attack.stop_distance
+    if value is None or value == "auto":
+        return value
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"attack.stop_distance={value!r} is not allowed; expected null, a number >= 0 "
+            "(feature-space distance) or auto (the minimum pairwise distance between training "
+            "features)"
+        ) from None
+
+
+def min_training_feature_distance(features: torch.Tensor) -> float:
+    """The smallest distance between two distinct training points in feature space.
+
+    The paper's stopping threshold (3 for its Inception-v3 features): a poison this close to its
+    target is as close as any two training images are. Pairs at distance 0 (duplicates) are
+    ignored.
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    points = features.detach().cpu().double().numpy()
+    distances, _ = NearestNeighbors(n_neighbors=2).fit(points).kneighbors(points)
+    nearest = distances[:, 1]
+    nearest = nearest[nearest > 0]
+    if not len(nearest):
+        raise ConfigError(
+            "attack.stop_distance=auto needs two distinct training points in feature space"
+        )
+    return float(nearest.min())
 
 
 @dataclass(frozen=True)
@@ -199,46 +288,31 @@ def feature_collision(
     return CraftResult(x.detach(), start, sq_dist.sqrt(), iters_run)
 
 
-@dataclass(frozen=True)
-class AttackOutput:
-    """What a registered attack returns: the crafting starts, the result, the β and budget used."""
-
-    watermarked: torch.Tensor
-    result: CraftResult
-    beta: float | None
-    budget: Budget
-
-
-def attack_budget(settings: AttackSettings) -> Budget:
-    """The perceptibility budget the ``attack`` group sets (radius in [0, 1] pixel units)."""
-    return Budget(settings.constraint, resolved_eps(settings))
-
-
-@ATTACKS.register("feature_collision")
-def run_feature_collision(
-    settings: AttackSettings,
-    feature_fn: FeatureFn,
-    target: torch.Tensor,
-    bases: torch.Tensor,
-    feature_dim: int,
-    progress: bool = False,
-    amp: bool = False,
-    stop_distance: float | None = None,
-) -> AttackOutput:
-    """Watermark the bases, craft within the budget, and make 8-bit poisons (the ``attack=`` entry).
+@ATTACKS.register("feature_collision", FeatureCollisionSettings)
+def craft_feature_collision(
+    settings: FeatureCollisionSettings, problem: CraftingProblem
+) -> Crafted:
+    """Watermark the bases, craft within the budget, and make 8-bit poisons.
 
     The crafting start is the watermarked base, itself an 8-bit image when ``quantize`` is on.
-    ``recipe=algorithm1`` runs Alg. 1 on [0, 1] pixels with β = β0·D_feat²/D_in²;
-    ``recipe=authors`` the official code's loop on [0, 255] pixels (``frogs.authors``).
-    ``stop_distance`` is the resolved threshold (the experiment turns ``auto`` into a number).
-    With ``quantize`` the poisons are rounded to 8 bits inside the budget, and their final feature
-    distance is that of the rounded images.
+    ``recipe=algorithm1`` runs Alg. 1 on [0, 1] pixels with β = β0·D_feat²/D_in² (D_feat from
+    the clean extractor); ``recipe=authors`` the official code's loop on [0, 255] pixels
+    (``frogs.authors``). ``settings.stop_distance`` is a number or None here (``resolve`` turns
+    ``auto`` into one per job). With ``quantize`` the poisons are rounded to 8 bits inside the
+    budget, and their final feature distance is that of the rounded images. Feature collision
+    crafts in the clean model's feature space (``problem.victim_features``).
     """
-    budget = attack_budget(settings)
+    feature_fn, target, bases = problem.victim_features, problem.target, problem.bases
+    budget = problem.budget
+    stop_distance = resolved_stop_distance(settings)
+    if stop_distance == "auto":
+        raise ConfigError("attack.stop_distance=auto must be resolved per job (settings.resolve)")
     starts = watermark(bases, target, settings.opacity)
     if settings.quantize:
         starts = quantize(starts)
     input_dim = target.numel()
+    with torch.no_grad():
+        feature_dim = feature_fn(target.unsqueeze(0)).flatten(1).shape[1]
     if settings.recipe == "authors" and settings.optimize:
         from frogs.authors import authors_feature_collision  # it builds on this module
 
@@ -252,7 +326,7 @@ def run_feature_collision(
             lr=settings.lr,
             threshold=stop_distance,
             budget=budget,
-            progress=progress,
+            progress=problem.progress,
         )
         result = CraftResult(poisons, start, final, iters_run)
     else:
@@ -270,13 +344,22 @@ def run_feature_collision(
             stop_distance=stop_distance,
             lr_decay=settings.lr_decay,
             optimize=settings.optimize,
-            progress=progress,
-            amp=amp,
+            progress=problem.progress,
+            amp=problem.amp,
         )
+    poisons, final = result.poisons, result.final_distance
     if settings.quantize and settings.optimize:
-        poisons = quantize_within(result.poisons, starts, budget)
-        with torch.no_grad():
-            target_features = feature_fn(target.unsqueeze(0)).flatten(1)
-            final = (feature_fn(poisons).flatten(1) - target_features).norm(dim=1)
-        result = CraftResult(poisons, result.start_distance, final, result.iters_run)
-    return AttackOutput(starts, result, beta, budget)
+        poisons = quantize_within(poisons, starts, budget)
+        final = feature_distances(feature_fn, target, poisons)
+    return Crafted(
+        poisons,
+        starts,
+        {
+            "beta": beta,
+            "stop_distance": stop_distance,
+            "feat_dist_before": float(result.start_distance.mean()),
+            "feat_dist_after": float(final.mean()),
+            "feat_dist_after_max": float(final.max()),
+            "craft_iters_run": result.iters_run,
+        },
+    )

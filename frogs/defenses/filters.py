@@ -1,0 +1,35 @@
+"""What the training-set filters share: the defender's assumed number of poisons."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from frogs.errors import ConfigError
+from frogs.settings import DefenseSettings, JobSettings
+
+
+@dataclass
+class FilterSettings(DefenseSettings):
+    """``expected_poisons``: how many poisons the defender provisions for (Deep k-NN's k and the
+    spectral removal rate follow from it). ``auto`` is the attack's own ``num_poisons``: an
+    oracle defender, the papers' setting, and the most favourable one for the defense."""
+
+    expected_poisons: Any = "auto"
+
+    def check(self, job: JobSettings) -> None:
+        super().check(job)
+        value = self.expected_poisons
+        if value != "auto" and not (
+            isinstance(value, int) and not isinstance(value, bool) and value > 0
+        ):
+            raise ConfigError(
+                f"defense.expected_poisons={value!r} is not allowed; expected auto or an "
+                "integer > 0"
+            )
+
+    def resolve(self, job: JobSettings) -> FilterSettings:
+        """``auto`` knobs as numbers for this job (recorded as resolved)."""
+        if self.expected_poisons == "auto":
+            return replace(self, expected_poisons=job.attack.num_poisons)
+        return self

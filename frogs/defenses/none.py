@@ -1,0 +1,25 @@
+"""No defense (``defense=none``, the default): every sample is kept."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from frogs.defenses import DEFENSES, PoisonedSet
+from frogs.settings import DefenseSettings
+
+
+@dataclass
+class NoDefenseSettings(DefenseSettings):
+    """No knobs."""
+
+    name: str = "none"
+
+
+@DEFENSES.register("none", NoDefenseSettings)
+def keep_everything(
+    settings: NoDefenseSettings, features: torch.Tensor, training: PoisonedSet
+) -> torch.Tensor:
+    """Keep every row."""
+    return torch.ones(len(training.labels), dtype=torch.bool)

@@ -1,0 +1,65 @@
+"""Stage 4 of a trial: how the retrained victim classifies the target, beside its control.
+
+Outcome fields of the record (docs/records.md): the target's prediction and probabilities
+before, after and in the clean-retrain control; clean accuracy on the accuracy set (the task's
+test images minus the target and the bases); the decision-boundary angle; the attack's own
+metrics; and the poisons' perceptibility against their bases and crafting starts.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from frogs.attacks import Crafted
+from frogs.errors import NumericalError
+from frogs.perceptibility import perceptibility_fields
+from frogs.selection import TargetChoice
+from frogs.victims import PoisonedVictim
+
+if TYPE_CHECKING:
+    from frogs.experiment import Job
+
+
+def evaluate(
+    job: Job,
+    target: TargetChoice,
+    base_indices: torch.Tensor,
+    crafted: Crafted,
+    poisoned: PoisonedVictim,
+) -> dict[str, Any]:
+    """Success, its control, clean accuracy, angle, attack metrics and perceptibility."""
+    victim, task = job.victim, job.victim.task
+    control = victim.control()
+    target_batch = job.data.test_x[target.index].to(job.device).unsqueeze(0)
+    with torch.no_grad():
+        probs = torch.softmax(poisoned.predict(target_batch), 1)[0].cpu()
+        control_probs = torch.softmax(control.predict(target_batch), 1)[0].cpu()
+    if not bool(torch.isfinite(probs).all()):
+        raise NumericalError("the retrained victim outputs NaN or Inf for the target")
+    clean_probs = job.clean_probs[target.index]
+    predicted = int(probs.argmax())
+    control_predicted = int(control_probs.argmax())
+    exclude = torch.tensor([target.index, *base_indices.tolist()])
+    bases = job.data.test_x[base_indices].to(job.device)
+    return {
+        "success": predicted == task.base_row,
+        "target_pred": task.names[predicted],
+        "target_base_prob": float(probs[task.base_row]),
+        "target_true_prob": float(probs[task.target_row]),
+        "target_base_prob_clean": float(clean_probs[task.base_row]),
+        "target_true_prob_clean": float(clean_probs[task.target_row]),
+        "control_success": control_predicted == task.base_row,
+        "control_target_pred": task.names[control_predicted],
+        "control_target_base_prob": float(control_probs[task.base_row]),
+        "clean_acc_before": victim.accuracy(job.clean_predictions, exclude),
+        "clean_acc_control": victim.accuracy(job.control_predictions(), exclude),
+        "clean_acc_after": victim.accuracy(victim.test_predictions(poisoned.predict), exclude),
+        "accuracy_set_size": victim.accuracy_set_size(exclude),
+        "angular_deviation_deg": poisoned.angle_per_epoch[-1],
+        "angular_deviation_per_epoch": poisoned.angle_per_epoch,
+        "control_drift_deg": control.drift_deg,
+        **crafted.metrics,
+        **perceptibility_fields(crafted.poisons, bases, crafted.starts),
+    }
