@@ -9,10 +9,13 @@ are skipped, so relaunching an interrupted job finishes it.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import logging
 import math
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -333,6 +336,7 @@ def craft(job: Job, trial_index: int, target: TargetChoice) -> tuple[Crafted, to
             "stream": [settings.seed, trial_index],
             "device": device.type,
             "amp": job.amp,
+            "code": crafting_code_fingerprint(ATTACKS.get(job.attack.name)),
         }
     )
 
@@ -358,6 +362,23 @@ def craft(job: Job, trial_index: int, target: TargetChoice) -> tuple[Crafted, to
     stored = job.cache.get_or_build("poisons", key, build, {"attack": job.attack.name})
     metrics = json.loads(bytes(stored["metrics"].tolist()).decode())
     return Crafted(stored["poisons"].to(device), stored["starts"].to(device), metrics), base_indices
+
+
+@functools.cache
+def crafting_code_fingerprint(craft_fn) -> str:
+    """A hash of the source of the modules crafting depends on (the attack's own, frogs' attacks
+    and the budget), so that cached poisons are never reused across a change to that code."""
+    import frogs.budget
+
+    names = {craft_fn.__module__, frogs.budget.__name__}
+    names |= {name for name in sys.modules if name.startswith("frogs.attacks")}
+    sources = {}
+    for name in sorted(names):
+        try:
+            sources[name] = inspect.getsource(sys.modules[name])
+        except (OSError, TypeError):  # no source file (frozen, interactive): name it only
+            sources[name] = name
+    return stable_hash(sources)
 
 
 def defend(job: Job, training: PoisonedSet) -> Filtered:

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from frogs.attacks import ATTACKS, Crafted, CraftingProblem, FeatureFn, feature_distances
-from frogs.budget import quantize_within
+from frogs.budget import quantize, quantize_within
 from frogs.errors import ConfigError, NumericalError
 from frogs.precision import autocast
 from frogs.settings import AttackSettings, JobSettings, require_positive
@@ -201,7 +201,9 @@ def craft_polytope(
 def run_polytope(settings: PolytopeSettings, problem: CraftingProblem, bullseye: bool) -> Crafted:
     """Craft, make 8-bit poisons inside the budget, and measure them (shared by CP and BP)."""
     bases, target = problem.bases, problem.target
-    starts = bases  # dataset images: already 8-bit
+    # The crafting start is the base as an 8-bit image (unchanged for 8-bit datasets), so that
+    # the 8-bit poisons can lie within the budget of it.
+    starts = quantize(bases) if settings.quantize else bases
     poisons, coefficients, (loss_before, loss_after) = craft_polytope(
         problem.extractors,
         target,
