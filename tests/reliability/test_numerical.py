@@ -52,7 +52,7 @@ def assert_only_trial_1_failed(records, *reasons: str) -> None:
 
 def test_nan_poisons_fail_only_their_trial(tmp_path, settings, monkeypatch):
     def nan_poisons(crafted):
-        crafted.result.poisons.fill_(math.nan)
+        crafted.poisons.fill_(math.nan)
         return crafted
 
     fail_once(monkeypatch, ATTACKS._items, "feature_collision", nan_poisons)
