@@ -32,7 +32,6 @@ def option_registries() -> dict[str, Registry]:
     (built-ins and plugins loaded)."""
     from frogs.attacks import ATTACKS, load_builtin_attacks
     from frogs.defenses import DEFENSES, load_builtin_defenses
-    from frogs.plugins import load_plugins
     from frogs.victims import VICTIMS
 
     load_builtin_attacks()
@@ -101,12 +100,8 @@ def compose_config(
     as ``--config-dir`` does."""
     register_schemas()
     overrides = list(overrides)
-    if Path(config_dir) == CONFIG_DIR:
-        search = search_path_override(overrides)
-    else:
-        folders = [CONFIG_DIR, *(p.config_dir for p in load_plugins() if p.config_dir)]
-        listed = ",".join(f"'file://{folder}'" for folder in folders)
-        search = [f"hydra.searchpath=[{listed}]"]
+    first = [] if Path(config_dir) == CONFIG_DIR else [CONFIG_DIR]
+    search = search_path_override(overrides, first)
     with initialize_config_dir(str(config_dir), version_base="1.3"):
         return compose(
             config_name, overrides=overrides + search, return_hydra_config=return_hydra_config

@@ -26,7 +26,6 @@ import torch
 from tqdm.auto import tqdm
 
 from frogs.attacks import ATTACKS, Crafted, CraftingProblem, FeatureFn, attack_budget
-from frogs.attacks.convex_polytope import CLEAN
 from frogs.cache import ArtifactCache
 from frogs.data import DATASETS, ImageData, duplicated_test_images, load_dataset
 from frogs.defenses import DEFENSES, Filtered, PoisonedSet, score
@@ -47,7 +46,7 @@ from frogs.records import (
 )
 from frogs.saving import save_trial_features, save_trial_poisons
 from frogs.selection import TargetChoice, check_enough_bases, choose_bases, choose_targets
-from frogs.settings import AttackSettings, DefenseSettings, JobSettings, setting_columns
+from frogs.settings import CLEAN, AttackSettings, DefenseSettings, JobSettings, setting_columns
 from frogs.task import resolve_task
 from frogs.victims import VICTIMS, Victim
 
@@ -117,11 +116,11 @@ def ensemble_extractors(
     device: torch.device,
     amp: bool,
 ) -> list[FeatureFn]:
-    """The feature maps an attack crafts against: its ``ensemble`` (``clean`` is the victim's
-    clean model; a model name is that network trained like the clean model and cached; a path
-    is a ``frogs pretrain`` checkpoint), or the clean model alone for single-model attacks."""
+    """The feature maps an attack crafts against (``crafting_extractors``): ``clean`` is the
+    victim's clean model; a model name is that network trained like the clean model and cached;
+    a path is a ``frogs pretrain`` checkpoint."""
     extractors: list[FeatureFn] = []
-    for entry in getattr(settings.attack, "ensemble", [CLEAN]):
+    for entry in settings.attack.crafting_extractors():
         if entry == CLEAN:
             extractors.append(victim.feature_fn)
             continue
@@ -222,9 +221,7 @@ def prepare_job(settings: JobSettings, device: torch.device) -> Job:
         generator=torch.Generator().manual_seed(stream_seed(settings.seed, "targets")),
     )
     clean_probs = {int(i): p for i, p in zip(target_candidates.tolist(), probs, strict=True)}
-    attack = settings.attack
-    if hasattr(attack, "resolve"):  # data-dependent knobs (feature collision's stop_distance)
-        attack = attack.resolve(victim.clean_training_features)
+    attack = settings.attack.resolve(victim.clean_training_features)
     return Job(
         settings,
         data,
@@ -383,7 +380,7 @@ def crafting_code_fingerprint(craft_fn) -> str:
 
 def defend(job: Job, training: PoisonedSet) -> Filtered:
     """Stage 2: the defense's keep mask over the poisoned set, scored against the truth."""
-    features = job.victim.set_features(training)
+    features = job.victim.set_features(training) if job.defense.needs_features else None
     keep = DEFENSES.get(job.defense.name)(job.defense, features, training)
     return score(keep, training)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import importlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -63,10 +64,11 @@ def load_plugins() -> tuple[Plugin, ...]:
     return tuple(plugins)
 
 
-def search_path_override(overrides: list[str]) -> list[str]:
-    """The Hydra override that adds the plugins' config folders to the search path, unless the
-    command line sets ``hydra.searchpath`` itself (then it is the user's to complete)."""
-    folders = [str(p.config_dir) for p in load_plugins() if p.config_dir is not None]
+def search_path_override(overrides: list[str], first: Sequence[Path] = ()) -> list[str]:
+    """The Hydra override that adds ``first`` and the plugins' config folders to the search path,
+    unless the command line sets ``hydra.searchpath`` itself (then it is the user's to complete)."""
+    plugins = [p.config_dir for p in load_plugins() if p.config_dir is not None]
+    folders = [str(folder) for folder in (*first, *plugins)]
     if not folders or any(o.lstrip("+~").startswith("hydra.searchpath") for o in overrides):
         return []
     listed = ",".join(f"'file://{folder}'" for folder in folders)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
@@ -103,6 +104,17 @@ class AttackSettings:
     # The fewest poisons the method is defined for (a polytope needs at least two vertices).
     min_poisons: ClassVar[int] = 1
 
+    def crafting_extractors(self) -> list[str]:
+        """The feature extractors the attack crafts against (``CLEAN``: the victim's clean
+        model); ensemble attacks list theirs."""
+        return [CLEAN]
+
+    def resolve(self, training_features: Callable[[], Any]) -> AttackSettings:
+        """The settings with data-dependent knobs turned into this job's numbers;
+        ``training_features`` gives the clean model's features of the victim's training images,
+        computed only if called."""
+        return self
+
     def check(self, job: JobSettings) -> None:
         """Raise ConfigError naming the first bad value; subclasses extend it with their knobs."""
         require_positive(self.num_poisons, "attack.num_poisons")
@@ -152,12 +164,15 @@ class VictimSettings:
 class DefenseSettings:
     """A training-set filter between crafting and retraining (``defense=`` group's base schema).
 
-    ``scenarios`` names the victims the defense applies to (None: every victim).
+    ``scenarios`` names the victims the defense applies to (None: every victim);
+    ``needs_features``: whether it reads the clean model's features (which then are computed for
+    every row of the poisoned set).
     """
 
     name: str = "none"
 
     scenarios: ClassVar[tuple[str, ...] | None] = None
+    needs_features: ClassVar[bool] = True
 
     def check(self, job: JobSettings) -> None:
         """Raise ConfigError naming the first bad value; subclasses extend it with their knobs."""
@@ -214,6 +229,8 @@ class JobSettings:
     progress: bool = True
 
 
+#: The crafting extractor that is the victim's own clean model (``attack.ensemble`` entries).
+CLEAN = "clean"
 TARGET_SELECTIONS = ("random", "outlier")
 CONSTRAINTS = ("linf", "l2")
 DEVICES = ("auto", "cpu", "cuda")

@@ -26,9 +26,7 @@ from frogs.attacks import ATTACKS, Crafted, CraftingProblem, FeatureFn, feature_
 from frogs.budget import quantize, quantize_within
 from frogs.errors import ConfigError, NumericalError
 from frogs.precision import autocast
-from frogs.settings import AttackSettings, JobSettings, require_positive
-
-CLEAN = "clean"
+from frogs.settings import CLEAN, AttackSettings, JobSettings, require_positive
 
 
 @dataclass
@@ -61,6 +59,9 @@ class PolytopeSettings(AttackSettings):
             raise ConfigError("attack.ensemble=[] is not allowed; expected at least one model")
         for entry in self.ensemble:
             check_ensemble_entry(entry)
+
+    def crafting_extractors(self) -> list[str]:
+        return list(self.ensemble)
 
 
 def check_ensemble_entry(entry: str) -> None:
@@ -198,8 +199,14 @@ def craft_polytope(
     return poisons.detach(), [c.detach() for c in coefficients], [start_loss, final_loss]
 
 
-def run_polytope(settings: PolytopeSettings, problem: CraftingProblem, bullseye: bool) -> Crafted:
-    """Craft, make 8-bit poisons inside the budget, and measure them (shared by CP and BP)."""
+def run_polytope(
+    settings: PolytopeSettings,
+    problem: CraftingProblem,
+    bullseye: bool,
+    coefficient_steps: int = 0,
+) -> Crafted:
+    """Craft, make 8-bit poisons inside the budget, and measure them (shared by CP and BP;
+    Bullseye keeps its coefficients at 1/k, so it takes no ``coefficient_steps``)."""
     bases, target = problem.bases, problem.target
     # The crafting start is the base as an 8-bit image (unchanged for 8-bit datasets), so that
     # the 8-bit poisons can lie within the budget of it.
@@ -213,7 +220,7 @@ def run_polytope(settings: PolytopeSettings, problem: CraftingProblem, bullseye:
         lr=settings.lr,
         dropout=settings.dropout,
         bullseye=bullseye,
-        coefficient_steps=getattr(settings, "coefficient_steps", 0),
+        coefficient_steps=coefficient_steps,
         progress=problem.progress,
         amp=problem.amp,
     )
@@ -247,4 +254,6 @@ def run_polytope(settings: PolytopeSettings, problem: CraftingProblem, bullseye:
 @ATTACKS.register("convex_polytope", ConvexPolytopeSettings)
 def craft_convex_polytope(settings: ConvexPolytopeSettings, problem: CraftingProblem) -> Crafted:
     """Convex Polytope poisons for one target (see the module docstring)."""
-    return run_polytope(settings, problem, bullseye=False)
+    return run_polytope(
+        settings, problem, bullseye=False, coefficient_steps=settings.coefficient_steps
+    )

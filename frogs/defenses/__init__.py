@@ -5,8 +5,9 @@ A defense is a function ``defend(settings, features, training) -> keep`` registe
 settings dataclass: ``@DEFENSES.register("name", NameSettings)``. ``training`` is the poisoned
 training set as a value (inputs, labels, which rows are poisons); ``features`` are the clean
 model's penultimate features of those rows (as the defenses' papers filter); ``keep`` is a
-boolean mask over the rows. The defense never looks at ``is_poison``: frogs uses it only to
-score the defense (recall, clean points removed).
+boolean mask over the rows (a defense whose settings say ``needs_features = False`` gets None
+instead of features, which are then not computed). The defense never looks at ``is_poison``:
+frogs uses it only to score the defense (recall, clean points removed).
 """
 
 from __future__ import annotations

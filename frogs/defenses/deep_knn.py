@@ -15,8 +15,7 @@ import numpy as np
 import torch
 
 from frogs.defenses import DEFENSES, PoisonedSet
-from frogs.defenses.filters import FilterSettings
-from frogs.errors import ConfigError
+from frogs.defenses.filters import FilterSettings, require_auto_or_count
 from frogs.settings import JobSettings
 
 # k = KNN_PER_POISON x the expected number of poisons: the rule of thumb of the Deep k-NN paper
@@ -34,13 +33,7 @@ class DeepKnnSettings(FilterSettings):
 
     def check(self, job: JobSettings) -> None:
         super().check(job)
-        if self.k != "auto" and not (
-            isinstance(self.k, int) and not isinstance(self.k, bool) and self.k > 0
-        ):
-            raise ConfigError(
-                f"defense.k={self.k!r} is not allowed; expected auto (2 x the expected poisons) "
-                "or an integer > 0"
-            )
+        require_auto_or_count(self.k, "defense.k", "auto (2 x the expected poisons)")
 
     def resolve(self, job: JobSettings) -> DeepKnnSettings:
         resolved = super().resolve(job)

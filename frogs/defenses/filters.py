@@ -9,6 +9,14 @@ from frogs.errors import ConfigError
 from frogs.settings import DefenseSettings, JobSettings
 
 
+def require_auto_or_count(value: Any, name: str, auto: str) -> None:
+    """A count knob that may be ``auto`` (``auto`` says what auto means): anything else than
+    ``auto`` or an integer > 0 is a ConfigError naming the value."""
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+        return
+    raise ConfigError(f"{name}={value!r} is not allowed; expected {auto} or an integer > 0")
+
+
 @dataclass
 class FilterSettings(DefenseSettings):
     """``expected_poisons``: how many poisons the defender provisions for (Deep k-NN's k and the
@@ -19,14 +27,7 @@ class FilterSettings(DefenseSettings):
 
     def check(self, job: JobSettings) -> None:
         super().check(job)
-        value = self.expected_poisons
-        if value != "auto" and not (
-            isinstance(value, int) and not isinstance(value, bool) and value > 0
-        ):
-            raise ConfigError(
-                f"defense.expected_poisons={value!r} is not allowed; expected auto or an "
-                "integer > 0"
-            )
+        require_auto_or_count(self.expected_poisons, "defense.expected_poisons", "auto")
 
     def resolve(self, job: JobSettings) -> FilterSettings:
         """``auto`` knobs as numbers for this job (recorded as resolved)."""

@@ -12,14 +12,16 @@ from frogs.settings import DefenseSettings
 
 @dataclass
 class NoDefenseSettings(DefenseSettings):
-    """No knobs."""
+    """No knobs; it reads no features."""
 
     name: str = "none"
+
+    needs_features = False
 
 
 @DEFENSES.register("none", NoDefenseSettings)
 def keep_everything(
-    settings: NoDefenseSettings, features: torch.Tensor, training: PoisonedSet
+    settings: NoDefenseSettings, features: torch.Tensor | None, training: PoisonedSet
 ) -> torch.Tensor:
     """Keep every row."""
     return torch.ones(len(training.labels), dtype=torch.bool)
