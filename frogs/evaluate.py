@@ -14,6 +14,7 @@ import torch
 
 from frogs.attacks import Crafted
 from frogs.errors import NumericalError
+from frogs.feature_scale import target_overlap
 from frogs.perceptibility import perceptibility_fields
 from frogs.selection import TargetChoice
 from frogs.victims import PoisonedVictim
@@ -60,6 +61,20 @@ def evaluate(
         "angular_deviation_deg": poisoned.angle_per_epoch[-1],
         "angular_deviation_per_epoch": poisoned.angle_per_epoch,
         "control_drift_deg": control.drift_deg,
-        **crafted.metrics,
+        **crafted.record_metrics(),
+        **overlap_fields(job, target_batch, crafted.poisons),
         **perceptibility_fields(crafted.poisons, bases, crafted.starts),
+    }
+
+
+def overlap_fields(job: Job, target_batch: torch.Tensor, poisons: torch.Tensor) -> dict[str, Any]:
+    """How close the poisons came to the target in the clean feature space, against the scale of
+    the clean training images (``frogs.feature_scale``: the overlap criterion)."""
+    victim = job.victim
+    with torch.no_grad():
+        target_features = victim.feature_fn(target_batch)
+        poison_features = victim.feature_fn(poisons)
+    return {
+        **job.feature_scale().fields(),
+        **target_overlap(target_features, poison_features, victim.clean_training_features()),
     }

@@ -31,6 +31,7 @@ from frogs.data import DATASETS, ImageData, duplicated_test_images, load_dataset
 from frogs.defenses import DEFENSES, Filtered, PoisonedSet, score
 from frogs.errors import ConfigError, FrogsError, NumericalError
 from frogs.evaluate import evaluate
+from frogs.feature_scale import FeatureScale, feature_scale
 from frogs.models import MODELS, prepare_for_device
 from frogs.precision import resolve_amp
 from frogs.pretrain import CleanModel, dataset_fingerprint, load_clean_model
@@ -98,6 +99,13 @@ class Job:
     cache: ArtifactCache
     amp: bool = False
     _control_predictions: torch.Tensor | None = None
+    _feature_scale: FeatureScale | None = None
+
+    def feature_scale(self) -> FeatureScale:
+        """Nearest-neighbour distances among the clean training features (once per job)."""
+        if self._feature_scale is None:
+            self._feature_scale = feature_scale(self.victim.clean_training_features())
+        return self._feature_scale
 
     def control_predictions(self) -> torch.Tensor:
         """The control's test predictions, computed by the first trial that needs them (a control
@@ -285,11 +293,18 @@ def clean_model_fields(job: Job) -> dict[str, Any]:
     }
 
 
+def crafted_count(attack: AttackSettings) -> int:
+    """How many poisons a trial crafts: ``attack.pool`` when set, else ``attack.num_poisons``."""
+    return attack.pool if attack.pool is not None else attack.num_poisons
+
+
 def trial_bases(job: Job, trial_index: int) -> torch.Tensor:
-    """Test-set indices of a trial's bases, from its own seeded stream."""
+    """Test-set indices of the bases of the whole crafted set (``crafted_count``), from the
+    trial's own seeded stream; a trial uses the first ``num_poisons`` (``choose_bases`` draws a
+    permutation, so the first N are the same whatever the count)."""
     attack = job.settings.attack
     generator = torch.Generator().manual_seed(stream_seed(job.settings.seed, "bases", trial_index))
-    return choose_bases(job.base_candidates, attack.num_poisons, attack.multi_base, generator)
+    return choose_bases(job.base_candidates, crafted_count(attack), attack.multi_base, generator)
 
 
 def task_fields(job: Job) -> dict[str, Any]:
@@ -304,9 +319,16 @@ def task_fields(job: Job) -> dict[str, Any]:
     }
 
 
-def craft(job: Job, trial_index: int, target: TargetChoice) -> tuple[Crafted, torch.Tensor]:
-    """Stage 1: the trial's bases and the attack's poisons; returns them and the base indices."""
+def craft(job: Job, trial_index: int, target: TargetChoice) -> tuple[Crafted, torch.Tensor, bool]:
+    """Stage 1: the trial's bases and the attack's poisons; returns them, the base indices and
+    whether the poisons were reused (crafted earlier, by this job or another, and cached).
+
+    With ``attack.pool`` the attack crafts that many poisons (keyed as a job with
+    ``num_poisons=pool`` would be) and the trial uses the first ``num_poisons``.
+    """
     settings, task, device = job.settings, job.victim.task, job.device
+    used = job.attack.num_poisons
+    crafting = replace(job.attack, num_poisons=crafted_count(job.attack), pool=None)
     base_indices = trial_bases(job, trial_index)
     torch.manual_seed(stream_seed(settings.seed, "craft", trial_index))  # stochastic attacks
     problem = CraftingProblem(
@@ -323,7 +345,7 @@ def craft(job: Job, trial_index: int, target: TargetChoice) -> tuple[Crafted, to
     )
     key = stable_hash(
         {
-            "attack": asdict(job.attack),
+            "attack": asdict(crafting),
             "clean_model": job.victim.model_identity(),
             "ensemble_models": asdict(settings.model),  # how named ensemble members are trained
             "data": dataset_fingerprint(job.data),
@@ -337,9 +359,12 @@ def craft(job: Job, trial_index: int, target: TargetChoice) -> tuple[Crafted, to
         }
     )
 
+    built: list[bool] = []
+
     def build() -> dict[str, torch.Tensor]:
+        built.append(True)
         started = time.perf_counter()
-        made = ATTACKS.get(job.attack.name)(job.attack, problem)
+        made = ATTACKS.get(job.attack.name)(crafting, problem)
         if not bool(torch.isfinite(made.poisons).all()):
             raise NumericalError("crafted poisons contain NaN or Inf")
         if made.poisons.shape != problem.bases.shape:
@@ -352,13 +377,22 @@ def craft(job: Job, trial_index: int, target: TargetChoice) -> tuple[Crafted, to
             "poisons": made.poisons.cpu(),
             "starts": made.starts.cpu(),
             "metrics": torch.tensor(list(json.dumps(metrics).encode()), dtype=torch.uint8),
+            **{f"{PER_POISON}{k}": v.detach().cpu() for k, v in made.per_poison.items()},
         }
 
     # Poisons depend on the attack, the clean model, the target and the bases only: the jobs of
-    # a sweep that differ in their defense or victim share them instead of crafting them again.
+    # a sweep that differ in their defense, victim or (with a pool) number of poisons share them
+    # instead of crafting them again.
     stored = job.cache.get_or_build("poisons", key, build, {"attack": job.attack.name})
     metrics = json.loads(bytes(stored["metrics"].tolist()).decode())
-    return Crafted(stored["poisons"].to(device), stored["starts"].to(device), metrics), base_indices
+    per_poison = {
+        k[len(PER_POISON) :]: v.to(device) for k, v in stored.items() if k.startswith(PER_POISON)
+    }
+    made = Crafted(stored["poisons"].to(device), stored["starts"].to(device), metrics, per_poison)
+    return made.first(used), base_indices[:used], not built
+
+
+PER_POISON = "per_poison."
 
 
 @functools.cache
@@ -388,7 +422,7 @@ def defend(job: Job, training: PoisonedSet) -> Filtered:
 def run_trial(job: Job, trial_index: int, target: TargetChoice, output_dir: Path) -> dict[str, Any]:
     """Craft -> defend -> retrain -> evaluate one target; return its record's outcome fields."""
     settings, victim = job.settings, job.victim
-    crafted, base_indices = craft(job, trial_index, target)
+    crafted, base_indices, reused = craft(job, trial_index, target)
     craft_s = crafted.metrics.pop("craft_s")  # when the poisons were made (they may be cached)
 
     started = time.perf_counter()
@@ -409,6 +443,8 @@ def run_trial(job: Job, trial_index: int, target: TargetChoice, output_dir: Path
         "outlier_rank": target.outlier_rank,
         **evaluate(job, target, base_indices, crafted, poisoned),
         **filtered.fields(),
+        "poisons_reused": reused,
+        "poisons_crafted": crafted_count(job.attack),
         "poisons_path": None,
         "features_path": None,
     }
@@ -485,7 +521,7 @@ def run(settings: JobSettings, output_dir: str | os.PathLike) -> list[dict[str, 
                 status="failed",
                 error=f"{type(exc).__name__}: {exc}",
                 target_index=target.index,
-                base_indices=trial_bases(job, index).tolist(),
+                base_indices=trial_bases(job, index)[: settings.attack.num_poisons].tolist(),
                 outlier_rank=target.outlier_rank,
                 success=None,
             )

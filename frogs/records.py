@@ -79,6 +79,10 @@ def experiment_identity(settings: Any) -> dict[str, Any]:
         pretrain.pop("classes")
     if plain.get("defense") == {"name": "none"}:
         plain.pop("defense")
+    attack = plain.get("attack", {})
+    for knob, default in (("pool", None), ("target_noise", 0.05)):
+        if knob in attack and attack[knob] == default:
+            attack.pop(knob)
     return plain
 
 

@@ -100,9 +100,17 @@ class AttackSettings:
     eps: Any = field(default="8/255", metadata={"pixels": True})
     quantize: bool = True
     multi_base: bool = True
+    # Poisons crafted per target when a sweep over num_poisons reuses them, as the official
+    # end-to-end code does: the set of ``pool`` poisons is crafted once (and cached) and a trial
+    # uses its first num_poisons; null: craft num_poisons. Bases are drawn so that the first N
+    # are the same for every count, so a trial's poisons equal crafting N on their own.
+    pool: int | None = None
 
     # The fewest poisons the method is defined for (a polytope needs at least two vertices).
     min_poisons: ClassVar[int] = 1
+    # Whether each poison is crafted on its own (batching changes speed, not results), which
+    # reusing the first N poisons of a larger set (``pool``) relies on.
+    independent_poisons: ClassVar[bool] = True
 
     def crafting_extractors(self) -> list[str]:
         """The feature extractors the attack crafts against (``CLEAN``: the victim's clean
@@ -125,6 +133,18 @@ class AttackSettings:
                 f"expected >= {self.min_poisons} (with one poison the polytope is a point: use "
                 "attack=feature_collision)"
             )
+        if self.pool is not None:
+            if not self.independent_poisons:
+                raise ConfigError(
+                    f"attack.pool={self.pool} is not allowed with attack={self.name}: its "
+                    "poisons are crafted jointly, so the first N of a larger set are not what "
+                    "crafting N gives; expected attack.pool=null"
+                )
+            if self.pool < self.num_poisons:
+                raise ConfigError(
+                    f"attack.pool={self.pool} is not allowed with attack.num_poisons="
+                    f"{self.num_poisons}; expected pool >= num_poisons (or null)"
+                )
         require_choice(self.constraint, "attack.constraint", CONSTRAINTS)
         eps = resolved_eps(self)
         if self.constraint == "linf" and eps is None:

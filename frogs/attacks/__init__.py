@@ -49,11 +49,37 @@ class CraftingProblem:
 @dataclass(frozen=True)
 class Crafted:
     """What every attack returns: poisons (N,C,H,W) in [0, 1], the crafting starts (the bases,
-    or what the attack made of them before optimising, e.g. watermarked), and record metrics."""
+    or what the attack made of them before optimising, e.g. watermarked), and record metrics.
+
+    ``per_poison`` holds metrics with one value per poison (N,): the record gets their mean (and,
+    for the final feature distance, min and max) over the poisons the trial uses, so a trial that
+    uses the first N poisons of a larger crafted set records what crafting N would.
+    """
 
     poisons: torch.Tensor
     starts: torch.Tensor
     metrics: dict[str, Any] = field(default_factory=dict)
+    per_poison: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def first(self, count: int) -> Crafted:
+        """The first ``count`` poisons, their starts and per-poison metrics."""
+        return Crafted(
+            self.poisons[:count],
+            self.starts[:count],
+            dict(self.metrics),
+            {name: values[:count] for name, values in self.per_poison.items()},
+        )
+
+    def record_metrics(self) -> dict[str, Any]:
+        """``metrics`` plus the per-poison metrics summarised over these poisons."""
+        summary: dict[str, Any] = dict(self.metrics)
+        for name, values in self.per_poison.items():
+            values = values.double()
+            summary[name] = float(values.mean())
+            if name == "feat_dist_after":
+                summary[f"{name}_min"] = float(values.min())
+                summary[f"{name}_max"] = float(values.max())
+        return summary
 
 
 def attack_budget(settings: AttackSettings) -> Budget:

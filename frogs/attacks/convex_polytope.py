@@ -47,6 +47,7 @@ class PolytopeSettings(AttackSettings):
     dropout: float = 0.0
 
     min_poisons = 2
+    independent_poisons = False  # the coefficients couple every poison of the polytope
 
     def check(self, job: JobSettings) -> None:
         super().check(job)

@@ -29,7 +29,7 @@ from frogs.settings import AttackSettings, JobSettings, require_choice, require_
 
 log = logging.getLogger(__name__)
 
-RECIPES = ("algorithm1", "authors")
+RECIPES = ("algorithm1", "authors", "authors_e2e")
 STEPS = ("gradient", "sign")
 
 
@@ -38,9 +38,11 @@ class FeatureCollisionSettings(AttackSettings):
     """Feature collision's knobs (Eq. 1, Algorithm 1) and its variants.
 
     Pixel units: with ``recipe=algorithm1`` every pixel-valued knob (``eps``, ``lr``'s steps, the
-    proximal ``beta``) is in frogs' [0, 1] pixels; ``recipe=authors`` runs the official code's
-    loop in its [0, 255] pixels (``lr``, ``beta0`` as in that code). ``eps`` is always in [0, 1]
-    pixels and also takes the form ``"N/255"``.
+    proximal ``beta``) is in frogs' [0, 1] pixels; ``recipe=authors`` runs the official transfer
+    code's loop in its [0, 255] pixels (``lr``, ``beta0`` as in that code); ``recipe=authors_e2e``
+    the official end-to-end code's Adam loop in [0, 255] pixels (``lr`` is Adam's rate, ``beta0``
+    the code's prox weight β itself, not dimension-scaled). ``eps`` is always in [0, 1] pixels
+    and also takes the form ``"N/255"``.
     """
 
     name: str = "feature_collision"
@@ -53,6 +55,9 @@ class FeatureCollisionSettings(AttackSettings):
     stop_distance: Any = None
     lr_decay: bool = False
     optimize: bool = True
+    # authors_e2e with multi_base=false: std of the Gaussian noise added to the target's features
+    # for each poison (the official code's single-base arm: 0.05), so the poisons differ
+    target_noise: float = 0.05
 
     def check(self, job: JobSettings) -> None:
         super().check(job)
@@ -60,6 +65,7 @@ class FeatureCollisionSettings(AttackSettings):
         require_choice(self.step, "attack.step", STEPS)
         require_positive(self.lr, "attack.lr")
         require_positive(self.beta0, "attack.beta0", allow_zero=True)
+        require_positive(self.target_noise, "attack.target_noise", allow_zero=True)
         if not 0.0 <= self.opacity <= 1.0:
             raise ConfigError(
                 f"attack.opacity={self.opacity!r} is not allowed; expected 0 <= opacity <= 1"
@@ -100,12 +106,10 @@ def min_training_feature_distance(features: torch.Tensor) -> float:
     target is as close as any two training images are. Pairs at distance 0 (duplicates) are
     ignored.
     """
-    from sklearn.neighbors import NearestNeighbors
+    from frogs.feature_scale import nearest_neighbour_distances
 
-    points = features.detach().cpu().double().numpy()
-    distances, _ = NearestNeighbors(n_neighbors=2).fit(points).kneighbors(points)
-    nearest = distances[:, 1]
-    nearest = nearest[nearest > 0]
+    nearest = nearest_neighbour_distances(features)
+    nearest = nearest[torch.isfinite(nearest)]
     if not len(nearest):
         raise ConfigError(
             "attack.stop_distance=auto needs two distinct training points in feature space"
@@ -288,6 +292,19 @@ def feature_collision(
     return CraftResult(x.detach(), start, sq_dist.sqrt(), iters_run)
 
 
+def single_base_target_noise(
+    settings: FeatureCollisionSettings, count: int, feature_dim: int
+) -> torch.Tensor | None:
+    """The official single-base arm's per-poison noise on the target's features (None: none).
+
+    Drawn one poison at a time from the trial's crafting stream, so the first N rows are the
+    same whatever the number of poisons (poison reuse across counts relies on it).
+    """
+    if settings.multi_base or settings.target_noise == 0:
+        return None
+    return torch.stack([torch.randn(feature_dim) * settings.target_noise for _ in range(count)])
+
+
 @ATTACKS.register("feature_collision", FeatureCollisionSettings)
 def craft_feature_collision(
     settings: FeatureCollisionSettings, problem: CraftingProblem
@@ -296,11 +313,14 @@ def craft_feature_collision(
 
     The crafting start is the watermarked base, itself an 8-bit image when ``quantize`` is on.
     ``recipe=algorithm1`` runs Alg. 1 on [0, 1] pixels with β = β0·D_feat²/D_in² (D_feat from
-    the clean extractor); ``recipe=authors`` the official code's loop on [0, 255] pixels
-    (``frogs.authors``). ``settings.stop_distance`` is a number or None here (``resolve`` turns
-    ``auto`` into one per job). With ``quantize`` the poisons are rounded to 8 bits inside the
-    budget, and their final feature distance is that of the rounded images. Feature collision
-    crafts in the clean model's feature space (``problem.victim_features``).
+    the clean extractor); ``recipe=authors`` the official transfer code's loop on [0, 255] pixels
+    (``frogs.authors``); ``recipe=authors_e2e`` the official end-to-end code's Adam loop
+    (``frogs.attacks.authors_e2e``), whose unclipped result is then clipped to [0, 1] (and made
+    8-bit): ``feat_dist_after_unclipped`` is its distance before that. ``settings.stop_distance``
+    is a number or None here (``resolve`` turns ``auto`` into one per job). With ``quantize`` the
+    poisons are rounded to 8 bits inside the budget, and their final feature distance is that of
+    the rounded images. Feature collision crafts in the clean model's feature space
+    (``problem.victim_features``).
     """
     feature_fn, target, bases = problem.victim_features, problem.target, problem.bases
     budget = problem.budget
@@ -313,7 +333,35 @@ def craft_feature_collision(
     input_dim = target.numel()
     with torch.no_grad():
         feature_dim = feature_fn(target.unsqueeze(0)).flatten(1).shape[1]
-    if settings.recipe == "authors" and settings.optimize:
+    per_poison: dict[str, torch.Tensor] = {}
+    if settings.recipe == "authors_e2e" and settings.optimize:
+        from frogs.attacks.authors_e2e import authors_e2e_feature_collision
+
+        beta = settings.beta0  # the code's coeff_sim_inp, on [0, 255] pixels, not scaled
+        loop = authors_e2e_feature_collision(
+            feature_fn,
+            target,
+            starts,
+            iters=settings.iters,
+            lr=settings.lr,
+            beta=beta,
+            target_noise=single_base_target_noise(settings, len(starts), feature_dim),
+            budget=budget if budget.eps is not None else None,
+            progress=problem.progress,
+        )
+        result = CraftResult(
+            loop.poisons.clamp(0.0, 1.0),
+            feature_distances(feature_fn, target, starts),  # to the target, without the noise
+            feature_distances(feature_fn, target, loop.poisons.clamp(0.0, 1.0)),
+            int(loop.iterations.max()),
+        )
+        per_poison = {
+            "feat_dist_after_unclipped": feature_distances(feature_fn, target, loop.poisons),
+            "craft_rejected_steps": loop.rejected.double(),
+            "craft_stopped_early": loop.stopped_early.double(),
+            "craft_iters_per_poison": loop.iterations.double(),
+        }
+    elif settings.recipe == "authors" and settings.optimize:
         from frogs.authors import authors_feature_collision  # it builds on this module
 
         beta = dimension_scaled_beta(settings.beta0, feature_dim, input_dim)  # on [0, 255] pixels
@@ -354,12 +402,10 @@ def craft_feature_collision(
     return Crafted(
         poisons,
         starts,
-        {
-            "beta": beta,
-            "stop_distance": stop_distance,
-            "feat_dist_before": float(result.start_distance.mean()),
-            "feat_dist_after": float(final.mean()),
-            "feat_dist_after_max": float(final.max()),
-            "craft_iters_run": result.iters_run,
+        {"beta": beta, "stop_distance": stop_distance, "craft_iters_run": result.iters_run},
+        per_poison={
+            "feat_dist_before": result.start_distance,
+            "feat_dist_after": final,
+            **per_poison,
         },
     )

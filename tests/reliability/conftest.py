@@ -31,8 +31,10 @@ TINY = [
 ]
 
 # Fields that legitimately differ between two runs of the same trial.
-# clean_model_source says whether this job trained the shared clean model or found it cached.
+# clean_model_source says whether this job trained the shared clean model or found it cached;
+# poisons_reused whether its poisons were crafted by this trial or found in the shared cache.
 VOLATILE = {
+    "poisons_reused",
     "craft_s",
     "retrain_s",
     "eval_s",
@@ -68,16 +70,19 @@ def run_frogs(*overrides: str, timeout: float = 300) -> subprocess.CompletedProc
     )
 
 
-def start_frogs(*overrides: str, log: Path) -> subprocess.Popen:
-    """Start ``python -m frogs OVERRIDES`` in the background, output to ``log``."""
+def start_frogs(
+    *overrides: str, log: Path, hold: tuple[Path, int] | None = None
+) -> subprocess.Popen:
+    """Start ``python -m frogs OVERRIDES`` in the background, output to ``log``.
+
+    ``hold=(PATH, N)``: run it through ``held_frogs.py``, whose trial N+1 writes PATH when it
+    starts and then waits to be killed (a kill point the test controls)."""
     handle = open(log, "w")  # noqa: SIM115 - the child owns it; closed when the test ends
-    return subprocess.Popen(
-        frogs_command(*overrides),
-        stdout=handle,
-        stderr=subprocess.STDOUT,
-        env=frogs_env(),
-        cwd=REPO,
-    )
+    command, env = frogs_command(*overrides), frogs_env()
+    if hold is not None:
+        command = [sys.executable, str(Path(__file__).with_name("held_frogs.py")), *overrides]
+        env["FROGS_TEST_HOLD"] = f"{hold[0]}:{hold[1]}"
+    return subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=REPO)
 
 
 def count_records(paths: Sequence[Path]) -> int:

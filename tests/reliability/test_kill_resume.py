@@ -1,7 +1,9 @@
-"""``kill -9`` a running job or multirun at a random moment, relaunch it: no trial lost or doubled.
+"""``kill -9`` a running job or multirun inside a trial, relaunch it: no trial lost or doubled.
 
-The killed-and-relaunched run must end with exactly the records of an uninterrupted run (same
-trial ids, seeds and outcomes; only timings and the finish time differ).
+The job is killed while it holds still inside a trial chosen at random (``held_frogs.py``), never
+on a race against its speed. The killed-and-relaunched run must end with exactly the records of
+an uninterrupted run (same trial ids, seeds and outcomes; only timings and the finish time
+differ).
 """
 
 from __future__ import annotations
@@ -25,16 +27,14 @@ from tests.reliability.conftest import (
 
 pytestmark = pytest.mark.slow
 
-# Trials slow enough (~0.5 s each) that a kill lands inside one.
+# Trials with some crafting and retraining to interrupt.
 SLOW_TRIALS = [*TINY, "attack.iters=150", "victim.epochs=10"]
 
 
-def kill_when(proc, results: callable, records: int, delay: float, timeout: float = 120) -> int:
-    """SIGKILL ``proc`` ``delay`` s after ``records`` complete records exist; return the count."""
-    wait_until(lambda: count_records(results()) >= records, timeout, proc)
-    time.sleep(delay)
-    if proc.poll() is not None:
-        pytest.fail("the job finished before the kill; make its trials slower")
+def kill_held(proc, hold_file: Path, results: callable, timeout: float = 120) -> int:
+    """SIGKILL ``proc`` once it holds inside a trial (``hold_file`` written); return the count
+    of complete records."""
+    wait_until(hold_file.exists, timeout, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
@@ -61,9 +61,11 @@ def test_killed_job_resumes_to_the_uninterrupted_records(tmp_path, warm_cache, r
     run_dir = tmp_path / "killed"
     args = [*JOB, f"cache_dir={warm_cache}", f"hydra.run.dir={run_dir}"]
     results = run_dir / "results.jsonl"
-    proc = start_frogs(*args, log=tmp_path / "killed.out")
-    done = kill_when(proc, lambda: [results], rng.randint(1, 3), rng.uniform(0.0, 0.4))
-    assert 1 <= done < 5
+    before = rng.randint(1, 3)
+    hold = tmp_path / "holding"
+    proc = start_frogs(*args, log=tmp_path / "killed.out", hold=(hold, before))
+    done = kill_held(proc, hold, lambda: [results])
+    assert done == before
     read_records(results)  # only whole lines survive the kill
 
     relaunch = run_frogs(*args)
@@ -113,10 +115,13 @@ def test_killed_multirun_resumes_every_job(tmp_path, warm_cache):
     assert len(expected_files) == 3
     expected = by_trial([r for f in expected_files for r in read_records(f)])
 
-    sweep_dir = tmp_path / "killed"
-    proc = start_frogs(*sweep, f"hydra.sweep.dir={sweep_dir}", log=tmp_path / "killed.out")
-    done = kill_when(proc, lambda: sweep_results(sweep_dir), rng.randint(2, 4), rng.uniform(0, 0.4))
-    assert 2 <= done < 6
+    sweep_dir, hold = tmp_path / "killed", tmp_path / "holding"
+    before = rng.randint(2, 4)
+    proc = start_frogs(
+        *sweep, f"hydra.sweep.dir={sweep_dir}", log=tmp_path / "killed.out", hold=(hold, before)
+    )
+    done = kill_held(proc, hold, lambda: sweep_results(sweep_dir))
+    assert done == before
 
     relaunch = run_frogs(*sweep, f"hydra.sweep.dir={sweep_dir}")
     assert relaunch.returncode == 0, relaunch.stderr
