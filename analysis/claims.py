@@ -16,17 +16,25 @@ import pandas as pd
 
 Select = Callable[[pd.DataFrame], pd.Series]
 
-#: The reduced end-to-end setting run on this machine (row 5 and its reductions).
-E2E_CPU = (
-    "victim=end_to_end attack=feature_collision_e2e model.checkpoint=checkpoints/cpu.pt "
-    "attack.num_poisons=50 attack.opacity=0.3 attack.iters=200 victim.epochs=1"
+#: The end-to-end studies at CPU scale (claims 5-8): a study file of sweeps/ with scale=cpu
+#: (conf/scale/cpu.yaml: the shared clean model in ../shared/models, fewer crafting iterations
+#: and retraining epochs), its records under results/ (committed; relaunching finishes a study).
+E2E_STUDY = "frogs --config-dir sweeps --config-name {study} scale=cpu"
+#: Claim 5's run: 20 bird targets, 50 poisons crafted once per target (the pool) at 30 % opacity.
+E2E_CLAIM5 = (
+    E2E_STUDY.format(study="e2e_poison_count")
+    + " pair=bird_dog attack.num_poisons=50 attack.opacity=0.3 attack.pool=50 trials=20"
+    " hydra.sweep.dir=results/e2e_poison_count_cpu"
+)
+#: The paired runs that measure claim 5's reductions (the same first targets and bases).
+E2E_PAIRED = (
+    E2E_STUDY.format(study="e2e_poison_count")
+    + " pair=bird_dog attack.num_poisons=50 attack.opacity=0.3 attack.pool=50 trials=3"
+    " 'victim.epochs=10' hydra.sweep.dir=results/e2e_bird_dog_epochs10; the same with"
+    " trials=2 'attack.iters=12000' hydra.sweep.dir=results/e2e_bird_dog_iters12000"
 )
 #: The paper's end-to-end setting (Sec. 4, App. F): every e2e_* sweep file as it stands.
-E2E_PAPER = "victim=end_to_end attack=feature_collision_e2e model/pretrain=paper"
-#: Writes the CPU clean model of the end-to-end rows (about 28 min on 2 cores, once).
-E2E_CHECKPOINT = (
-    "frogs pretrain --out checkpoints/cpu.pt dataset=cifar10 victim=end_to_end model/pretrain=cpu"
-)
+E2E_PAPER = "victim=end_to_end attack=feature_collision_e2e scale=paper"
 #: The transfer analog as run here (claims 1-3): sweeps/replication_transfer.yaml.
 TRANSFER_SWEEP = "frogs --config-dir sweeps --config-name replication_transfer"
 #: Why the transfer rows are an analog, not the paper's setting.
@@ -86,10 +94,12 @@ def crafted(frame: pd.DataFrame) -> pd.Series:
 
 
 def end_to_end(frame: pd.DataFrame, target: str, base: str) -> pd.Series:
-    """End-to-end records on CIFAR-10 for the pair ``target`` -> ``base``."""
+    """End-to-end records on CIFAR-10 for the pair ``target`` -> ``base``, crafted with the
+    official end-to-end code's loop (``attack.recipe=authors_e2e``)."""
     return (
         paper_attack(frame)
         & _is(frame, "scenario", "end_to_end")
+        & _is(frame, "attack.recipe", "authors_e2e")
         & _is(frame, "dataset", "cifar10")
         & _is(frame, "target_class", target)
         & _is(frame, "base_class", base)
@@ -119,20 +129,27 @@ class Reduction:
     full: object
 
 
-#: The end-to-end reductions whose effect is measured on paired targets (claim 5); their
-#: comparison runs count in no claim's number.
+#: The end-to-end reductions whose effect is measured on paired targets (claim 5), each against
+#: the paper's value; their comparison runs count in no claim's number.
 E2E_REDUCTIONS = (
-    Reduction("crafting iterations", "attack.iters", 1000),
-    Reduction("retraining epochs", "victim.epochs", 3),
+    Reduction("crafting iterations", "attack.iters", 12000),
+    Reduction("retraining epochs", "victim.epochs", 10),
 )
+
+
+def comparison_runs(frame: pd.DataFrame, reductions: tuple[Reduction, ...]) -> pd.Series:
+    """Records that undo some of the reductions but not all: the paired comparison runs. (A
+    record with every reduction undone is a paper-scale run, and counts.)"""
+    present = [r for r in reductions if r.column in frame]
+    if not present:
+        return pd.Series(False, index=frame.index)
+    full = pd.concat([_is(frame, r.column, r.full) for r in present], axis=1)
+    return full.any(axis=1) & ~full.all(axis=1)
 
 
 def as_run(frame: pd.DataFrame) -> pd.Series:
     """Records that are not comparison runs of an end-to-end reduction."""
-    keep = pd.Series(True, index=frame.index)
-    for reduction in E2E_REDUCTIONS:
-        keep &= ~_is(frame, reduction.column, reduction.full)
-    return keep
+    return ~comparison_runs(frame, E2E_REDUCTIONS)
 
 
 @dataclass(frozen=True)
@@ -180,8 +197,15 @@ _WHY_TRANSFER = (
     "onto it"
 )
 _WHY_E2E = (
-    "200 of the paper's 12,000 crafting iterations, one retraining epoch and a CPU-recipe clean "
-    "model (69.2 % test accuracy); the poisons stay at feature distance ~40-55 from the target"
+    "a reduced run: fewer crafting iterations and retraining epochs than the paper's 12,000 and "
+    "10 (as run and their measured effect: above), and a clean model pretrained at CPU scale "
+    "(its accuracy: above) instead of 200 epochs on all 50,000 images"
+)
+_E2E_SCALE = (
+    "clean model: the shared CPU checkpoint (../shared/models, the `cpu` pretraining recipe: "
+    "2,000 images per class, 22 epochs) instead of 200 epochs on all 50,000 images; crafting "
+    "iterations and retraining epochs reduced as in conf/scale/cpu.yaml (the values as run "
+    "are read from the records, above)"
 )
 
 CLAIMS: tuple[Claim, ...] = (
@@ -283,19 +307,16 @@ CLAIMS: tuple[Claim, ...] = (
         select=lambda f: (
             end_to_end(f, "bird", "dog") & full_recipe(f) & _is(f, "target_selection", "random")
         ),
-        command=f"frogs -m dataset=cifar10 {E2E_CPU} trials=20 (after: {E2E_CHECKPOINT})",
+        command=E2E_CLAIM5,
         scale=(
-            "clean model: the CPU recipe (20,000 images, 22 epochs; 100 % train, 69.2 % test) "
-            "instead of 200 epochs on 50,000 (100 % / 74.5 %); 200 crafting iterations instead "
-            "of 12,000; 1 retraining epoch instead of 10 (the paper: most poisoning happens in "
-            "the first); 20 targets. Paired runs measuring two reductions: the same command "
-            "with trials=2 and attack.iters=1000, or with trials=2 and victim.epochs=3 (the same "
-            "first two targets and bases). The poisons carry a 30 % watermark of the target (the "
-            "paper's recipe), so their L-inf distance to the base is large by design"
+            f"{_E2E_SCALE}; 20 targets instead of 30. Paired runs measure the two reductions on "
+            f"the same first targets and bases: {E2E_PAIRED}. The poisons carry a 30 % watermark "
+            "of the target (the paper's recipe), so their L-inf distance to the base is large by "
+            "design"
         ),
         paper_command=(
             "frogs --config-dir sweeps --config-name e2e_poison_count "
-            "attack.num_poisons=50 attack.opacity=0.3 pair=bird_dog"
+            "attack.num_poisons=50 attack.opacity=0.3 attack.pool=50 pair=bird_dog"
         ),
         paper_cpu_seconds_per_trial=_E2E_PAPER_TRIAL_S,
         paper_trials=30,
@@ -311,10 +332,10 @@ CLAIMS: tuple[Claim, ...] = (
         metric="outliers",
         select=lambda f: end_to_end(f, "airplane", "frog") & full_recipe(f) & as_run(f),
         command=(
-            f"frogs -m dataset=cifar10 pair=airplane_frog {E2E_CPU} "
-            "target_selection=outlier,random trials=10"
+            E2E_STUDY.format(study="e2e_outliers")
+            + " trial_offset=0 trials=10 hydra.sweep.dir=results/e2e_outliers_cpu"
         ),
-        scale="as claim 5; 10 targets per arm instead of 50",
+        scale=f"{_E2E_SCALE}; 10 targets per arm instead of 50",
         paper_command="frogs --config-dir sweeps --config-name e2e_outliers",
         paper_cpu_seconds_per_trial=_E2E_PAPER_TRIAL_S,
         paper_trials=100,
@@ -333,10 +354,15 @@ CLAIMS: tuple[Claim, ...] = (
             & _is(f, "target_selection", "random")
         ),
         command=(
-            f"frogs -m dataset=cifar10 {E2E_CPU} attack.num_poisons=1,10,50 "
-            "attack.opacity=0.2,0.3 trials=10"
+            E2E_STUDY.format(study="e2e_poison_count")
+            + " pair=bird_dog attack.num_poisons=1,10,25,50 attack.opacity=0.2,0.3 attack.pool=50"
+            " trials=20 hydra.sweep.dir=results/e2e_poison_count_cpu (claim 5 is its 50 / 0.3 job;"
+            " the smaller counts use the first poisons of the same 50)"
         ),
-        scale="as claim 5; 3 poison counts x 2 opacities x 10 targets instead of 15 x 2 x 30",
+        scale=(
+            f"{_E2E_SCALE}; 4 poison counts x 2 opacities x 20 targets instead of 15 x 2 x 30, "
+            "bird -> dog only"
+        ),
         paper_command="frogs --config-dir sweeps --config-name e2e_poison_count",
         paper_cpu_seconds_per_trial=_E2E_PAPER_TRIAL_S,
         paper_trials=1800,
@@ -355,10 +381,10 @@ CLAIMS: tuple[Claim, ...] = (
             & as_run(f)
         ),
         command=(
-            "frogs --config-dir sweeps --config-name e2e_ablation "
-            f"{E2E_CPU.replace('victim=end_to_end attack=feature_collision_e2e ', '')} trials=10"
+            E2E_STUDY.format(study="e2e_ablation")
+            + " trials=10 hydra.sweep.dir=results/e2e_ablation_cpu"
         ),
-        scale="as claim 5; 10 targets per arm instead of 30",
+        scale=f"{_E2E_SCALE}; 10 targets per arm instead of 30",
         paper_command="frogs --config-dir sweeps --config-name e2e_ablation",
         paper_cpu_seconds_per_trial=_E2E_PAPER_TRIAL_S,
         paper_trials=120,

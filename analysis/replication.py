@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.claims import CLAIMS, GPU_BASIS, Claim, Reduction
+from analysis.claims import CLAIMS, GPU_BASIS, Claim, Reduction, comparison_runs
 from analysis.outputs import atomic_write_text, save_figure
 from analysis.plotting import palette_for, style, subplots
 from analysis.stats import (
@@ -35,14 +35,16 @@ GOAL_MAX_EPS_255 = 8.0
 FIGURE_BUDGET = "replication_budget"
 FIGURE_ANGLES = "replication_angles"
 FIGURE_E2E = "replication_e2e"
+FIGURE_OVERLAP = "replication_overlap"
+FIGURE_POISONS = "replication_poisons"
 _FIGURE_OF = {
     "1": FIGURE_BUDGET,
     "2": FIGURE_BUDGET,
     "3": FIGURE_ANGLES,
     "4": FIGURE_BUDGET,
-    "5": FIGURE_E2E,
+    "5": FIGURE_OVERLAP,
     "6": FIGURE_E2E,
-    "7": FIGURE_E2E,
+    "7": FIGURE_POISONS,
     "8": FIGURE_E2E,
 }
 _PIXELS_CIFAR = 32 * 32 * 3
@@ -180,9 +182,14 @@ def _accuracy_drop(rows: pd.DataFrame) -> float | None:
 
 
 def wall_seconds(rows: pd.DataFrame) -> float:
-    """Summed wall time of the trials' stages (crafting, retraining, evaluation)."""
+    """Summed wall time of the trials' stages (crafting, retraining, evaluation); a trial whose
+    poisons were reused (crafted by another trial and cached) adds no crafting time."""
     present = [c for c in _TIME_COLUMNS if c in rows]
-    return float(rows[present].apply(pd.to_numeric, errors="coerce").fillna(0.0).to_numpy().sum())
+    times = rows[present].apply(pd.to_numeric, errors="coerce").fillna(0.0)
+    if "craft_s" in times and "poisons_reused" in rows:
+        reused = rows["poisons_reused"].astype(object).eq(True).to_numpy()
+        times.loc[reused, "craft_s"] = 0.0
+    return float(times.to_numpy().sum())
 
 
 def reported_budget(arms: pd.DataFrame) -> str | None:
@@ -438,10 +445,9 @@ def _ablation_claim(result: ClaimResult) -> None:
 
 def _restrict_to_reduced(claim: Claim, rows: pd.DataFrame) -> pd.DataFrame:
     """The claim's own records: without the comparison runs of its reductions."""
-    for reduction in claim.reductions:
-        if reduction.column in rows:
-            rows = rows[rows[reduction.column] != reduction.full]
-    return rows
+    if not claim.reductions or rows.empty:
+        return rows
+    return rows[~comparison_runs(rows, claim.reductions).to_numpy()]
 
 
 def paired_effect(claim: Claim, rows: pd.DataFrame, reduction: Reduction) -> str | None:
@@ -505,6 +511,8 @@ def measure_claim(claim: Claim, frame: pd.DataFrame, budget: str | None) -> Clai
         _ablation_claim(result)
     else:
         raise ValueError(f"claim {claim.key}: unknown metric {claim.metric!r}")
+    if "scenario" in rows and rows["scenario"].eq("end_to_end").all():
+        result.details += e2e_details(rows)
     _enough(result)
     if claim.expected_arms and result.arms is not None:
         missing = [arm for arm in claim.expected_arms if arm not in set(result.arms.iloc[:, 0])]
@@ -513,6 +521,64 @@ def measure_claim(claim: Claim, frame: pd.DataFrame, budget: str | None) -> Clai
     if claim.why_not and "not reproduced" in result.verdict:
         result.details.append(f"why not reproduced here: {claim.why_not}")
     return result
+
+
+def _values(rows: pd.DataFrame, column: str) -> str:
+    """The distinct values of ``column`` as run, for the report (``n/a`` when absent)."""
+    if column not in rows:
+        return "n/a"
+    values = sorted(pd.unique(rows[column].dropna()), key=str)
+    return ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values) or "n/a"
+
+
+def e2e_details(rows: pd.DataFrame) -> list[str]:
+    """What an end-to-end claim's records say beyond the rate: the scale as run, the clean
+    model, how close the poisons came to the target against the data's own feature scale (the
+    overlap criterion of ``frogs.feature_scale``), what 8-bit poisons changed, and reuse."""
+    details = [
+        f"as run (from the records): recipe {_values(rows, 'attack.recipe')}, "
+        f"{_values(rows, 'attack.iters')} crafting iterations, "
+        f"{_values(rows, 'victim.epochs')} retraining epochs"
+    ]
+    train, test = _median(rows, "clean_train_acc"), _median(rows, "clean_test_acc")
+    if test is not None:
+        sha = _values(rows, "clean_model_sha256")[:12]
+        details.append(
+            f"clean model ({_values(rows, 'clean_model_source')}, sha256 {sha}...): "
+            f"{_fmt(None if train is None else 100 * train)} % train, {100 * test:.1f} % test "
+            "accuracy"
+        )
+    if {"feat_dist_after", "target_nn_train_dist", "poisons_overlap_fraction"} <= set(rows):
+        overlap = pd.to_numeric(rows["poisons_overlap_fraction"], errors="coerce")
+        details.append(
+            "overlap (a poison closer to the target in the clean feature space than the "
+            "target's nearest clean training image; criterion fixed in frogs/feature_scale.py "
+            "before the runs): median poison-target distance "
+            f"{_fmt(_median(rows, 'feat_dist_before'))} at the start -> "
+            f"{_fmt(_median(rows, 'feat_dist_after'))} crafted (closest poison "
+            f"{_fmt(_median(rows, 'feat_dist_after_min'))}); the target's nearest clean training "
+            f"image at {_fmt(_median(rows, 'target_nn_train_dist'))}; training images' "
+            f"nearest-neighbour distance median {_fmt(_median(rows, 'train_nn_dist_median'))}, "
+            f"smallest {_fmt(_median(rows, 'train_nn_dist_min'))}; "
+            f"{100 * overlap.mean():.0f} % of poisons overlap; {int((overlap > 0).sum())}/"
+            f"{len(rows)} trials have an overlapping poison, {int((overlap >= 0.5).sum())}/"
+            f"{len(rows)} at least half"
+        )
+    if "feat_dist_after_unclipped" in rows:
+        unclipped = _fmt(_median(rows, "feat_dist_after_unclipped"), "{:.2f}")
+        details.append(
+            "8-bit poisons: clipping the loop's unclipped result to [0, 1] and rounding it moved "
+            f"the median poison-target distance from {unclipped} to "
+            f"{_fmt(_median(rows, 'feat_dist_after'), '{:.2f}')}"
+        )
+    if "poisons_reused" in rows:
+        reused = int(rows["poisons_reused"].astype(object).eq(True).sum())
+        pool = _values(rows, "attack.pool")
+        details.append(
+            f"poisons reused from a set crafted earlier (attack.pool: {pool}): "
+            f"{reused}/{len(rows)} trials"
+        )
+    return details
 
 
 def _enough(result: ClaimResult) -> None:
@@ -670,6 +736,78 @@ def plot_e2e(results: Sequence[ClaimResult], out_dir: Path) -> list[Path]:
     return save_figure(fig, out_dir, FIGURE_E2E, formats=("png",))
 
 
+def _records_of(results: Sequence[ClaimResult], key: str) -> pd.DataFrame:
+    for result in results:
+        if result.claim.key == key:
+            return result.records
+    return pd.DataFrame()
+
+
+def plot_overlap(results: Sequence[ClaimResult], out_dir: Path) -> list[Path]:
+    """Claim 5's overlap, per trial: the poisons' mean and closest feature distance to the target
+    against the target's distance to its nearest clean training image. Below the diagonal, the
+    poisons are closer to the target than any clean training image (the overlap criterion)."""
+    rows = _records_of(results, "5")
+    fig, (ax,) = subplots(1, width=6.0)
+    needed = {"target_nn_train_dist", "feat_dist_after", "feat_dist_after_min", "success"}
+    if rows.empty or not needed <= set(rows):
+        ax.text(0.5, 0.5, "no end-to-end records with the overlap fields", ha="center",
+                transform=ax.transAxes)  # fmt: skip
+        return save_figure(fig, out_dir, FIGURE_OVERLAP, formats=("png",))
+    x = pd.to_numeric(rows["target_nn_train_dist"])
+    success = rows["success"].astype(bool).to_numpy()
+    colours = palette_for(["success", "failure"])
+    for column, marker, what in (
+        ("feat_dist_after", "o", "mean poison"),
+        ("feat_dist_after_min", "v", "closest poison"),
+    ):
+        y = pd.to_numeric(rows[column])
+        for outcome, mask in (("success", success), ("failure", ~success)):
+            ax.scatter(x[mask], y[mask], marker=marker, color=colours[outcome], alpha=0.8,
+                       label=f"{what}, {outcome}")  # fmt: skip
+    top = float(max(x.max(), pd.to_numeric(rows["feat_dist_after"]).max())) * 1.1
+    ax.plot([0, top], [0, top], color="grey", linestyle="--", linewidth=1, label="overlap boundary")
+    ax.set(
+        xlabel="target's distance to its nearest clean training image",
+        ylabel="poison-target feature distance (clean model)",
+        xlim=(0, top), ylim=(0, top),
+        title="Claim 5: do the poisons overlap the target?",
+    )  # fmt: skip
+    ax.legend(fontsize=7)
+    return save_figure(fig, out_dir, FIGURE_OVERLAP, formats=("png",))
+
+
+def plot_poisons(results: Sequence[ClaimResult], out_dir: Path) -> list[Path]:
+    """Claim 7: success against the number of poisons, one line per opacity, Wilson intervals."""
+    rows = _records_of(results, "7")
+    fig, (ax,) = subplots(1, width=6.0)
+    if rows.empty:
+        ax.text(0.5, 0.5, "no records", ha="center", transform=ax.transAxes)
+        return save_figure(fig, out_dir, FIGURE_POISONS, formats=("png",))
+    frame = rows.assign(
+        poisons=rows["attack.num_poisons"].astype(int),
+        opacity=(100 * rows["attack.opacity"].astype(float)).round().astype(int),
+    )
+    table = success_table(frame, by=["opacity", "poisons"])
+    colours = palette_for(sorted(table["opacity"].unique()))
+    for opacity, part in table.groupby("opacity"):
+        part = part.sort_values("poisons")
+        ax.errorbar(
+            part["poisons"], part["rate"],
+            yerr=[part["rate"] - part["ci_low"], part["ci_high"] - part["rate"]],
+            marker="o", capsize=3, color=colours[opacity], label=f"{opacity} % opacity",
+        )  # fmt: skip
+        for _, row in part.iterrows():
+            ax.annotate(f"n={row['n']}", (row["poisons"], row["rate"]), fontsize=6,
+                        textcoords="offset points", xytext=(3, 4))  # fmt: skip
+    ax.set(
+        xlabel="number of poisons", ylabel="success rate (95 % Wilson CI)", ylim=(0, 1.02),
+        title="Claim 7: success against the number of poisons (bird -> dog)",
+    )  # fmt: skip
+    ax.legend(fontsize=8)
+    return save_figure(fig, out_dir, FIGURE_POISONS, formats=("png",))
+
+
 # Markdown ------------------------------------------------------------------------------------
 
 
@@ -773,5 +911,7 @@ def write_replication(
         plot_budget(results, images)
         plot_angles(results, images, budget)
         plot_e2e(results, images)
+        plot_overlap(results, images)
+        plot_poisons(results, images)
     atomic_write_text(out, render(results, command, frame, notes))
     return out, results

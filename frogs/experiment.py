@@ -49,6 +49,7 @@ from frogs.saving import save_trial_features, save_trial_poisons
 from frogs.selection import TargetChoice, check_enough_bases, choose_bases, choose_targets
 from frogs.settings import CLEAN, AttackSettings, DefenseSettings, JobSettings, setting_columns
 from frogs.task import resolve_task
+from frogs.train import predict_in_batches
 from frogs.victims import VICTIMS, Victim
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,18 @@ class Job:
     amp: bool = False
     _control_predictions: torch.Tensor | None = None
     _feature_scale: FeatureScale | None = None
+    _base_features: torch.Tensor | None = None
+
+    def base_candidate_features(self) -> torch.Tensor:
+        """The clean model's features of every base candidate (once per job, on demand)."""
+        if self._base_features is None:
+            images = self.data.test_x[self.base_candidates]
+            with torch.no_grad():
+                features = predict_in_batches(
+                    lambda x: self.victim.feature_fn(x.to(self.device)).flatten(1), images
+                )
+            self._base_features = features
+        return self._base_features
 
     def feature_scale(self) -> FeatureScale:
         """Nearest-neighbour distances among the clean training features (once per job)."""
@@ -298,13 +311,28 @@ def crafted_count(attack: AttackSettings) -> int:
     return attack.pool if attack.pool is not None else attack.num_poisons
 
 
-def trial_bases(job: Job, trial_index: int) -> torch.Tensor:
-    """Test-set indices of the bases of the whole crafted set (``crafted_count``), from the
-    trial's own seeded stream; a trial uses the first ``num_poisons`` (``choose_bases`` draws a
-    permutation, so the first N are the same whatever the count)."""
+def trial_bases(job: Job, trial_index: int, target: TargetChoice) -> torch.Tensor:
+    """Test-set indices of the bases of the whole crafted set (``crafted_count``): from the
+    trial's own seeded stream, or with ``attack.base_selection=closest`` the base-class images
+    nearest the target in the clean feature space. A trial uses the first ``num_poisons``
+    (``choose_bases`` orders the candidates the same whatever the count)."""
     attack = job.settings.attack
     generator = torch.Generator().manual_seed(stream_seed(job.settings.seed, "bases", trial_index))
-    return choose_bases(job.base_candidates, crafted_count(attack), attack.multi_base, generator)
+    distances = None
+    if attack.base_selection == "closest":
+        with torch.no_grad():
+            target_features = job.victim.feature_fn(
+                job.data.test_x[target.index].unsqueeze(0).to(job.device)
+            ).flatten(1)
+        distances = (job.base_candidate_features() - target_features).norm(dim=1).cpu()
+    return choose_bases(
+        job.base_candidates, crafted_count(attack), attack.multi_base, generator, distances
+    )
+
+
+def used_bases(job: Job, trial_index: int, target: TargetChoice) -> torch.Tensor:
+    """The bases a trial's poisons come from: the first ``num_poisons`` of ``trial_bases``."""
+    return trial_bases(job, trial_index, target)[: job.settings.attack.num_poisons]
 
 
 def task_fields(job: Job) -> dict[str, Any]:
@@ -329,7 +357,7 @@ def craft(job: Job, trial_index: int, target: TargetChoice) -> tuple[Crafted, to
     settings, task, device = job.settings, job.victim.task, job.device
     used = job.attack.num_poisons
     crafting = replace(job.attack, num_poisons=crafted_count(job.attack), pool=None)
-    base_indices = trial_bases(job, trial_index)
+    base_indices = trial_bases(job, trial_index, target)
     torch.manual_seed(stream_seed(settings.seed, "craft", trial_index))  # stochastic attacks
     problem = CraftingProblem(
         target=job.data.test_x[target.index].to(device),
@@ -521,7 +549,7 @@ def run(settings: JobSettings, output_dir: str | os.PathLike) -> list[dict[str, 
                 status="failed",
                 error=f"{type(exc).__name__}: {exc}",
                 target_index=target.index,
-                base_indices=trial_bases(job, index)[: settings.attack.num_poisons].tolist(),
+                base_indices=used_bases(job, index, target).tolist(),
                 outlier_rank=target.outlier_rank,
                 success=None,
             )

@@ -302,6 +302,17 @@ def _check_checkpoint_fits(
             )
 
 
+def rebuild_command(settings: ModelSettings, meta: dict[str, Any]) -> str:
+    """The ``frogs pretrain`` command that writes the checkpoint again with this frogs, from the
+    settings its metadata records (for errors about a checkpoint this frogs cannot load)."""
+    written = meta.get("model") or {}
+    pretrain = written.get("pretrain") or {}
+    dataset = (meta.get("dataset") or {}).get("name", "DATASET")
+    overrides = [f"dataset={dataset}", f"model={written.get('name', settings.name)}"]
+    overrides += [f"model.pretrain.{k}={json.dumps(v)}" for k, v in sorted(pretrain.items())]
+    return f"frogs pretrain --out {settings.checkpoint} {' '.join(overrides)}"
+
+
 def _from_checkpoint(data: ImageData, settings: ModelSettings, device: torch.device) -> CleanModel:
     """Load a verified ``frogs pretrain`` file into the configured network: no pretraining."""
     where = f"model.checkpoint={settings.checkpoint!r}"
@@ -316,7 +327,8 @@ def _from_checkpoint(data: ImageData, settings: ModelSettings, device: torch.dev
         reason = " ".join(str(exc).split())[:200]
         raise ConfigError(
             f"{where} does not fit model.name={settings.name!r} ({reason}); expected a "
-            "checkpoint written by `frogs pretrain` for this model"
+            "checkpoint written by `frogs pretrain` for this model. If it was written by an "
+            f"older frogs whose network differs, rebuild it: {rebuild_command(settings, meta)}"
         ) from None
     pre = (meta.get("model") or {}).get("pretrain") or {}
     indices = None
@@ -328,7 +340,8 @@ def _from_checkpoint(data: ImageData, settings: ModelSettings, device: torch.dev
         if "train_size" in meta and meta["train_size"] != len(indices):
             raise ConfigError(
                 f"{where} records {meta['train_size']} training images, but its recipe selects "
-                f"{len(indices)} here; expected a checkpoint written by this version of frogs"
+                f"{len(indices)} here; expected a checkpoint written by this version of frogs. "
+                f"Rebuild it: {rebuild_command(settings, meta)}"
             )
     train_accuracy = meta.get("train_accuracy")
     return CleanModel(

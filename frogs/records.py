@@ -80,7 +80,7 @@ def experiment_identity(settings: Any) -> dict[str, Any]:
     if plain.get("defense") == {"name": "none"}:
         plain.pop("defense")
     attack = plain.get("attack", {})
-    for knob, default in (("pool", None), ("target_noise", 0.05)):
+    for knob, default in (("pool", None), ("target_noise", 0.05), ("base_selection", "random")):
         if knob in attack and attack[knob] == default:
             attack.pop(knob)
     return plain

@@ -54,11 +54,24 @@ def choose_targets(
 
 
 def choose_bases(
-    candidates: torch.Tensor, num_poisons: int, multi_base: bool, generator: torch.Generator
+    candidates: torch.Tensor,
+    num_poisons: int,
+    multi_base: bool,
+    generator: torch.Generator,
+    distances: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Test-set indices of the bases: distinct images, or one reused (``multi_base=False``)."""
+    """Test-set indices of the bases: distinct images, or one reused (``multi_base=False``).
+
+    Random by default (a seeded permutation); with ``distances`` (each candidate's clean feature
+    distance to the target) the nearest ones. Either way the first N bases are the same for any
+    ``num_poisons`` >= N, which poison reuse across counts relies on.
+    """
     needed = check_enough_bases(len(candidates), num_poisons, multi_base)
-    chosen = candidates[torch.randperm(len(candidates), generator=generator)[:needed]]
+    if distances is None:
+        order = torch.randperm(len(candidates), generator=generator)
+    else:
+        order = torch.argsort(distances, stable=True)
+    chosen = candidates[order[:needed]]
     return chosen if multi_base else chosen.repeat(num_poisons)
 
 

@@ -100,6 +100,10 @@ class AttackSettings:
     eps: Any = field(default="8/255", metadata={"pixels": True})
     quantize: bool = True
     multi_base: bool = True
+    # random: the bases are a seeded draw from the base class's test images; closest: the ones
+    # nearest the target in the clean feature space (the official end-to-end code's choice for
+    # its single-base arm, find_closest_3.py)
+    base_selection: str = "random"
     # Poisons crafted per target when a sweep over num_poisons reuses them, as the official
     # end-to-end code does: the set of ``pool`` poisons is crafted once (and cached) and a trial
     # uses its first num_poisons; null: craft num_poisons. Bases are drawn so that the first N
@@ -133,6 +137,7 @@ class AttackSettings:
                 f"expected >= {self.min_poisons} (with one poison the polytope is a point: use "
                 "attack=feature_collision)"
             )
+        require_choice(self.base_selection, "attack.base_selection", BASE_SELECTIONS)
         if self.pool is not None:
             if not self.independent_poisons:
                 raise ConfigError(
@@ -252,6 +257,7 @@ class JobSettings:
 #: The crafting extractor that is the victim's own clean model (``attack.ensemble`` entries).
 CLEAN = "clean"
 TARGET_SELECTIONS = ("random", "outlier")
+BASE_SELECTIONS = ("random", "closest")
 CONSTRAINTS = ("linf", "l2")
 DEVICES = ("auto", "cpu", "cuda")
 SCHEDULES = ("constant", "exponential")

@@ -79,3 +79,24 @@ def test_pool_must_hold_the_poisons_and_needs_independent_poisons(synthetic_sett
         ConfigError, match=r"attack\.pool=3 is not allowed with attack\.num_poisons=5"
     ):
         validate(synthetic_settings)
+
+
+def test_closest_base_is_the_nearest_in_clean_features(synthetic_settings, tmp_path):
+    """``attack.base_selection=closest`` (the official single-base arm): the base-class test
+    image whose clean features are nearest the target's."""
+    import torch
+
+    from frogs.experiment import prepare_job, resolve_device, used_bases
+
+    settings = _authors_e2e(synthetic_settings, 3, multi_base=False)
+    settings.attack.base_selection = "closest"
+    job = prepare_job(settings, resolve_device("cpu"))
+    target = job.targets[0]
+    with torch.no_grad():
+        goal = job.victim.feature_fn(job.data.test_x[target.index].unsqueeze(0)).flatten(1)
+        features = job.victim.feature_fn(job.data.test_x[job.base_candidates]).flatten(1)
+    nearest = int(job.base_candidates[(features - goal).norm(dim=1).argmin()])
+    assert used_bases(job, 0, target).tolist() == [nearest] * 3
+    records = run(settings, tmp_path)
+    assert records[0]["base_indices"] == [nearest] * 3
+    assert records[0]["attack.base_selection"] == "closest"

@@ -290,8 +290,17 @@ def test_checkpoint_of_another_model_is_refused(written, tmp_path):
     save_checkpoint(path, {k: v for k, v in state.items() if k != "head.bias"}, meta)
     settings = checkpoint_settings(written)
     settings.checkpoint = str(path)
-    with pytest.raises(ConfigError, match=r"does not fit model\.name='alexnet_cifar'.*head\.bias"):
+    with pytest.raises(
+        ConfigError, match=r"does not fit model\.name='alexnet_cifar'.*head\.bias"
+    ) as refused:
         load_clean_model(written["data"], settings, ArtifactCache(tmp_path), CPU)
+    # one line that says how to rebuild it with this frogs, from the settings it records
+    message = str(refused.value)
+    assert "\n" not in message
+    assert (
+        f"rebuild it: frogs pretrain --out {path} dataset=synthetic model=alexnet_cifar" in message
+    )
+    assert f"model.pretrain.epochs={meta['model']['pretrain']['epochs']}" in message
     settings = checkpoint_settings(written, input_size=24)
     with pytest.raises(ConfigError, match=r"model\.input_size=None.*model\.input_size=24"):
         load_clean_model(written["data"], settings, ArtifactCache(tmp_path), CPU)

@@ -90,3 +90,17 @@ def test_bases_distinct_or_reused():
     assert len(reused) == 5 and len(set(reused.tolist())) == 1
     with pytest.raises(ConfigError, match="num_poisons=21"):
         choose_bases(candidates, 21, True, torch.Generator())
+
+
+def test_bases_by_distance_are_the_nearest_and_share_their_first_n():
+    candidates = torch.arange(100, 120)
+    distances = torch.linspace(5, 1, 20)  # the last candidate is the nearest
+    generator = torch.Generator()
+    nearest = choose_bases(candidates, 3, True, generator, distances)
+    assert nearest.tolist() == [119, 118, 117]
+    assert choose_bases(candidates, 1, False, generator, distances).tolist() == [119]
+    assert choose_bases(candidates, 4, False, generator, distances).tolist() == [119] * 4
+    # random draws: the first N bases do not depend on how many are drawn
+    five = choose_bases(candidates, 5, True, torch.Generator().manual_seed(3))
+    two = choose_bases(candidates, 2, True, torch.Generator().manual_seed(3))
+    assert five[:2].tolist() == two.tolist()

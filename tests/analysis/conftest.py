@@ -165,8 +165,10 @@ ATTACK_FIELDS: dict[str, dict[str, Any]] = {
         "eps": 8 / 255,
         "quantize": True,
         "multi_base": True,
+        "pool": None,
         "lr_decay": False,
         "optimize": True,
+        "target_noise": 0.05,
     },
     **{
         name: {

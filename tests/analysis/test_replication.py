@@ -67,7 +67,7 @@ def report(tmp_path_factory, cifar10_root) -> tuple[str, Path]:
         "budget=linf8",
         sweep="replication_transfer",
     )  # fmt: skip
-    _frogs(tmp, data, "e2e", "dataset=cifar10", *_E2E, "victim.epochs=1,3", "trials=2")
+    _frogs(tmp, data, "e2e", "dataset=cifar10", *_E2E, "victim.epochs=2,10", "trials=2")
     _frogs(
         tmp, data, "outliers", "dataset=cifar10", *_E2E, "dataset.target_class=airplane",
         "dataset.base_class=frog", "target_selection=outlier,random", "trials=1",
@@ -139,7 +139,7 @@ def test_measured_claims_carry_n_interval_and_perceptibility(report):
     three = _section(text, "3")
     assert "noise floor" in three and "end-to-end" in three
     # the end-to-end reduction was run on paired targets and is reported as measured
-    assert "reduction measured: retraining epochs: 1 (as run) vs 3 on the same 2 targets" in (
+    assert "reduction measured: retraining epochs: 2 (as run) vs 10 on the same 2 targets" in (
         _section(text, "5")
     )
     six = _section(text, "6")

@@ -1,0 +1,139 @@
+"""The end-to-end claims (5-8) of the replication report on synthetic records: the overlap
+figure, the 8-bit effect, the scale as run, reuse, paired reductions and the poison-count curve."""
+
+from __future__ import annotations
+
+import re
+import statistics
+
+import pandas as pd
+import pytest
+
+from analysis.claims import E2E_REDUCTIONS, comparison_runs
+from analysis.load import load_records
+from analysis.replication import (
+    FIGURE_OVERLAP,
+    FIGURE_POISONS,
+    measure_claims,
+    wall_seconds,
+    write_replication,
+)
+
+
+def _e2e(record, index, *, success, poisons=50, opacity=0.3, epochs=2, iters=1500, **extra):
+    distance = 20.0 + index % 7  # poison-target distance, below the target's nearest image at 24
+    return record(
+        index,
+        trial_id=f"e{index:05d}-{poisons}-{opacity}-{epochs}-{iters}",
+        target_index=1000 + index % 20,  # each job of 20 attacks the same 20 targets
+        target_class="bird",
+        base_class="dog",
+        success=success,
+        attack__recipe="authors_e2e",
+        attack__num_poisons=poisons,
+        attack__opacity=opacity,
+        attack__iters=iters,
+        attack__pool=50,
+        attack__constraint="l2",
+        attack__eps=None,
+        victim__epochs=epochs,
+        clean_train_acc=1.0,
+        clean_test_acc=0.6917,
+        clean_model_source="checkpoint",
+        clean_model_sha256="a1fb7f768285e81a",
+        feat_dist_before=30.0 + index % 5,
+        feat_dist_after=distance,
+        feat_dist_after_min=distance - 5,
+        feat_dist_after_unclipped=distance - 0.25,
+        target_nn_train_dist=24.0,
+        train_nn_dist_min=4.8,
+        train_nn_dist_median=20.0,
+        poisons_overlap_fraction=1.0 if distance < 24 else 0.0,
+        poisons_reused=poisons != 50,
+        craft_s=100.0,
+        retrain_s=10.0,
+        eval_s=1.0,
+        **extra,
+    )
+
+
+@pytest.fixture
+def frame(record, write_job):
+    records = []
+    index = 0
+    for poisons in (1, 10, 25, 50):
+        for opacity in (0.2, 0.3):
+            for i in range(20):
+                # success rises with the number of poisons (by construction)
+                records.append(_e2e(record, index, success=i < poisons // 5, poisons=poisons,
+                                    opacity=opacity))  # fmt: skip
+                index += 1
+    # paired comparison runs: epochs 10 on the first 3 targets of the 50 / 0.3 job
+    for i in range(3):
+        records.append(_e2e(record, 10_000 + i, success=True, epochs=10))
+    write_job(records)
+    return load_records(write_job([], job="empty").parent).frame
+
+
+def _claim(results, key):
+    return next(r for r in results if r.claim.key == key)
+
+
+def test_claim_5_counts_its_own_records_and_reports_overlap(frame):
+    five = _claim(measure_claims(frame), "5")
+    own = frame[
+        (frame["attack.num_poisons"] == 50)
+        & (frame["attack.opacity"] == 0.3)
+        & (frame["victim.epochs"] == 2)
+    ]
+    assert five.rate.n == len(own) == 20
+    assert five.rate.successes == int(own["success"].sum()) == 10
+    text = "\n".join(five.details)
+    assert (
+        "as run (from the records): recipe authors_e2e, 1500 crafting iterations, 2 retraining"
+        in (text)
+    )
+    assert "100.0 % train, 69.2 % test accuracy" in text
+    median = statistics.median(own["feat_dist_after"])
+    assert f"{median:.1f} crafted" in text
+    assert "the target's nearest clean training image at 24.0" in text
+    share = own["poisons_overlap_fraction"].mean()
+    assert f"{100 * share:.0f} % of poisons overlap" in text
+    unclipped = statistics.median(own["feat_dist_after_unclipped"])
+    assert f"from {unclipped:.2f} to {median:.2f}" in text
+    assert "reused from a set crafted earlier (attack.pool: 50): 0/20 trials" in text
+    # the epochs-10 runs are paired with their targets, not counted
+    effect = "\n".join(five.reductions)
+    assert "retraining epochs: 2 (as run) vs 10 on the same 3 targets" in effect
+
+
+def test_claim_7_curve_has_both_opacities(frame, tmp_path):
+    out, results = write_replication(frame, tmp_path / "replication.md", "frogs-analyze test")
+    seven = _claim(results, "7")
+    assert "Spearman rho" in seven.number and "rise reproduced" in seven.verdict
+    arms = set(seven.arms["arm"])
+    assert {"1 poisons, 20 %", "50 poisons, 30 %", "25 poisons, 20 %"} <= arms
+    text = out.read_text()
+    for name in (FIGURE_OVERLAP, FIGURE_POISONS):
+        assert (tmp_path / "img" / f"{name}.png").stat().st_size > 5_000, name
+        assert f"(img/{name}.png)" in text
+    assert re.search(r"\| 5 \| End-to-end: 50 poisons.*\| 50 % \(10/20; 95 % CI", text)
+
+
+def test_reused_poisons_add_no_crafting_time(frame):
+    reused = frame[frame["poisons_reused"].astype(bool)]
+    fresh = frame[~frame["poisons_reused"].astype(bool)]
+    assert wall_seconds(reused) == pytest.approx(11.0 * len(reused))
+    assert wall_seconds(fresh) == pytest.approx(111.0 * len(fresh))
+
+
+def test_comparison_runs_undo_some_reductions_but_not_all():
+    frame = pd.DataFrame(
+        {
+            "attack.iters": [1500, 1500, 12000, 12000],
+            "victim.epochs": [2, 10, 2, 10],
+        }
+    )
+    # as run (reduced), two paired comparisons, and a paper-scale run (which counts)
+    assert comparison_runs(frame, E2E_REDUCTIONS).tolist() == [False, True, True, False]
+    assert not comparison_runs(frame[["attack.iters"]], E2E_REDUCTIONS).any()
