@@ -30,6 +30,13 @@ from frogs.settings import AttackSettings, JobSettings, require_choice, require_
 log = logging.getLogger(__name__)
 
 RECIPES = ("algorithm1", "authors", "authors_e2e")
+#: Record fields only ``recipe=authors_e2e`` measures (means over the poisons).
+AUTHORS_E2E_METRICS = (
+    "feat_dist_after_unclipped",
+    "craft_rejected_steps",
+    "craft_stopped_early",
+    "craft_iters_per_poison",
+)
 STEPS = ("gradient", "sign")
 
 
@@ -399,10 +406,17 @@ def craft_feature_collision(
     if settings.quantize and settings.optimize:
         poisons = quantize_within(poisons, starts, budget)
         final = feature_distances(feature_fn, target, poisons)
+    # the official end-to-end loop's own diagnostics: null for the other recipes
+    loop_only = dict.fromkeys(AUTHORS_E2E_METRICS) if not per_poison else {}
     return Crafted(
         poisons,
         starts,
-        {"beta": beta, "stop_distance": stop_distance, "craft_iters_run": result.iters_run},
+        {
+            "beta": beta,
+            "stop_distance": stop_distance,
+            "craft_iters_run": result.iters_run,
+            **loop_only,
+        },
         per_poison={
             "feat_dist_before": result.start_distance,
             "feat_dist_after": final,
