@@ -83,20 +83,27 @@ def synthetic_settings(session_cache: Path) -> JobSettings:
     return settings
 
 
+def tiny_conv_features(
+    channels: int = 8, features: int = 16, dtype: torch.dtype = torch.float32
+) -> torch.nn.Module:
+    """A fixed small conv feature map on 3x8x8 images (seed 0, frozen, eval mode)."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, channels, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.Flatten(),
+        torch.nn.Linear(channels * 8 * 8, features),
+        torch.nn.ReLU(),
+    ).to(dtype)
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net.eval()
+
+
 @pytest.fixture
 def tiny_feature_fn():
     """A fixed small conv feature map (deterministic), for crafting tests without training."""
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 8, 3, padding=1),
-        torch.nn.ReLU(),
-        torch.nn.Flatten(),
-        torch.nn.Linear(8 * 8 * 8, 16),
-        torch.nn.ReLU(),
-    ).eval()
-    for p in net.parameters():
-        p.requires_grad_(False)
-    return net
+    return tiny_conv_features()
 
 
 def crafting_problem(settings, feature_fn, target, bases, extractors=None) -> CraftingProblem:

@@ -21,7 +21,7 @@ from frogs.attacks.feature_collision import (
     single_base_target_noise,
 )
 from frogs.budget import Budget
-from tests.conftest import crafting_problem
+from tests.conftest import crafting_problem, tiny_conv_features
 
 
 class TF1Adam:
@@ -89,17 +89,7 @@ def transcribed_make_instance(feature_fn, target, base_image, *, max_iter, noise
 @pytest.fixture
 def net64():
     """A small conv feature map in float64, fixed weights (the transcription's arithmetic)."""
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 6, 3, padding=1),
-        torch.nn.ReLU(),
-        torch.nn.Flatten(),
-        torch.nn.Linear(6 * 8 * 8, 12),
-        torch.nn.ReLU(),
-    ).double()
-    for p in net.parameters():
-        p.requires_grad_(False)
-    return net.eval()
+    return tiny_conv_features(channels=6, features=12, dtype=torch.float64)
 
 
 def _images(count: int, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
