@@ -163,3 +163,4 @@ def test_defended_jobs_record_the_filter_and_share_the_crafted_poisons(
         assert knn["poison_linf255_base_worst"] == plain["poison_linf255_base_worst"]
         assert knn["feat_dist_after"] == plain["feat_dist_after"]
         assert knn["craft_s"] == plain["craft_s"]  # the time of the one crafting
+        assert knn["poisons_reused"]  # the undefended job's (or an earlier test's) poisons

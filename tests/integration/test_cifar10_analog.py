@@ -51,7 +51,11 @@ def test_the_extractor_never_saw_the_pair_and_the_head_is_underdetermined(record
     first = records[0]
     assert first["pretrain_classes"] == "without_task" and first["clean_model_classes"] == 8
     assert first["victim_train_size"] == 80
-    assert first["victim_live_features"] > first["victim_train_size"]
+    # App. D's condition, that the head can fit every training point, is full row rank of the
+    # 80 training features; the live units are its proxy (measured 80 on this CPU, more on the
+    # machines of earlier CI runs)
+    assert first["victim_feature_rank"] == first["victim_train_size"], first["victim_feature_rank"]
+    assert first["victim_live_features"] >= first["victim_train_size"]
 
 
 def test_poisons_stay_inside_the_reported_budget(records):
