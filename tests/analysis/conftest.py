@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,13 @@ import numpy as np
 import pytest
 
 from analysis import load as load_module
+from frogs.attacks.bullseye_polytope import BullseyePolytopeSettings
+from frogs.attacks.convex_polytope import ConvexPolytopeSettings
+from frogs.attacks.feature_collision import FeatureCollisionSettings
+from frogs.defenses.activation_clustering import ActivationClusteringSettings
+from frogs.defenses.deep_knn import DeepKnnSettings
+from frogs.defenses.spectral_signatures import SpectralSignaturesSettings
+from frogs.settings import setting_columns
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
@@ -150,47 +158,38 @@ LEGACY_NAMES = (
 )
 
 
+def _settings_fields(group: str, settings: Any, **values: Any) -> dict[str, Any]:
+    """The ``GROUP.<field>`` columns frogs writes for ``settings`` with ``values`` changed (from
+    the option's own dataclass, so a new knob reaches these fixtures without a hand-kept list),
+    without the ``GROUP.`` prefix."""
+    columns = setting_columns(group, replace(settings, **values))
+    return {name.split(".", 1)[1]: value for name, value in columns.items()}
+
+
 #: The settings columns (``attack.<field>``) of each attack's schema-3 record.
 ATTACK_FIELDS: dict[str, dict[str, Any]] = {
-    "feature_collision": {
-        "recipe": "algorithm1",
-        "num_poisons": 50,
-        "opacity": 0.3,
-        "iters": 1000,
-        "step": "sign",
-        "lr": 0.5 / 255,
-        "beta0": 0.25,
-        "stop_distance": None,
-        "constraint": "linf",
-        "eps": 8 / 255,
-        "quantize": True,
-        "multi_base": True,
-        "pool": None,
-        "lr_decay": False,
-        "optimize": True,
-        "target_noise": 0.05,
-    },
+    "feature_collision": _settings_fields(
+        "attack", FeatureCollisionSettings(), num_poisons=50, opacity=0.3
+    ),
     **{
-        name: {
-            "num_poisons": 5,
-            "iters": 4000,
-            "lr": 0.04,
-            "ensemble": ["alexnet_cifar", "resnet18"],
-            "dropout": 0.3,
-            "constraint": "linf",
-            "eps": 8 / 255,
-            "quantize": True,
-            "multi_base": True,
-        }
-        for name in ("convex_polytope", "bullseye_polytope")
+        name: _settings_fields(
+            "attack", settings, ensemble=["alexnet_cifar", "resnet18"], dropout=0.3
+        )
+        for name, settings in (
+            ("convex_polytope", ConvexPolytopeSettings()),
+            ("bullseye_polytope", BullseyePolytopeSettings()),
+        )
     },
 }
-#: The settings columns (``defense.<field>``) of each defense's schema-3 record.
+#: The settings columns (``defense.<field>``) of each defense's schema-3 record, resolved as a
+#: job records them (``expected_poisons`` as the attack's count).
 DEFENSE_FIELDS: dict[str, dict[str, Any]] = {
     "none": {},
-    "deep_knn": {"k": 50},
-    "spectral_signatures": {"removal_rate": 1.5},
-    "activation_clustering": {"dims": 10, "max_cluster_fraction": 0.35},
+    "deep_knn": _settings_fields("defense", DeepKnnSettings(), k=50, expected_poisons=50),
+    "spectral_signatures": _settings_fields(
+        "defense", SpectralSignaturesSettings(), removal_rate=0.15, expected_poisons=50
+    ),
+    "activation_clustering": _settings_fields("defense", ActivationClusteringSettings()),
 }
 
 
