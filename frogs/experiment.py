@@ -55,6 +55,8 @@ from frogs.victims import VICTIMS, Victim
 log = logging.getLogger(__name__)
 
 _STREAMS = {"targets": 1, "bases": 2, "craft": 3}
+#: Prefix of the per-poison metrics in a cached poison set (``Crafted.per_poison``).
+PER_POISON = "per_poison."
 
 
 def stream_seed(seed: int, stream: str, index: int = 0) -> int:
@@ -418,9 +420,6 @@ def craft(job: Job, trial_index: int, target: TargetChoice) -> tuple[Crafted, to
     }
     made = Crafted(stored["poisons"].to(device), stored["starts"].to(device), metrics, per_poison)
     return made.first(used), base_indices[:used], not built
-
-
-PER_POISON = "per_poison."
 
 
 @functools.cache

@@ -43,7 +43,6 @@ MAX_ITERS = 12_000  # MaxIter
 DECAY = 0.2  # decayCoef: λ's factor after a rejected step
 STOPPING_TOLERANCE = 1e-5  # stopping_tol on the relative change of the image
 ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON = 0.9, 0.999, 1e-8  # TF1 AdamOptimizer defaults
-TARGET_NOISE_STD = 0.05  # stdNoise: the single-base arm's noise on the target's features
 
 
 @dataclass(frozen=True)
@@ -81,11 +80,19 @@ def authors_e2e_feature_collision(
     ``target`` (C,H,W) and ``starts`` (N,C,H,W, the watermarked bases) are [0, 1] images;
     ``feature_fn`` takes [0, 1] images. ``lr`` and ``beta`` are in the code's [0, 255] units.
     ``target_noise`` (N, D_feat) is added to the target's features, one row per poison.
-    ``budget`` (None: the code's unbounded loop) projects each accepted candidate into a ball
-    around its start, for users who want the loop inside a perceptibility budget.
+    ``budget`` (None, or one without a radius: the code's unbounded, unclipped loop) projects each
+    accepted candidate into a ball around its start, for users who want the loop inside a
+    perceptibility budget.
     """
     start_255 = starts.detach() * PIXEL_SCALE
     count = len(start_255)
+    ball = budget if budget is not None and budget.eps is not None else None
+
+    def into_ball(x255: torch.Tensor) -> torch.Tensor:
+        """``x255`` projected into the budget around its start (unchanged without a ball)."""
+        if ball is None:
+            return x255
+        return ball.project(x255 / PIXEL_SCALE, starts) * PIXEL_SCALE
 
     def features(x255: torch.Tensor) -> torch.Tensor:
         return feature_fn(x255 / PIXEL_SCALE).reshape(len(x255), -1)
@@ -134,10 +141,7 @@ def authors_e2e_feature_collision(
             relative_change = per_image(stepped - x).norm(dim=1) / per_image(stepped).norm(dim=1)
             stop = active & (relative_change < STOPPING_TOLERANCE)
             # a stopping poison returns the Adam iterate itself, as the code does
-            returned = stepped
-            if budget is not None and budget.eps is not None:
-                returned = budget.project(stepped / PIXEL_SCALE, starts) * PIXEL_SCALE
-            x = torch.where(_per_poison(stop, x), returned, x)
+            x = torch.where(_per_poison(stop, x), into_ball(stepped), x)
             stopped_early |= stop
             active &= ~stop
             if not bool(active.any()):
@@ -146,9 +150,7 @@ def authors_e2e_feature_collision(
             if not bool(torch.isfinite(new[active]).all()):
                 raise NumericalError("feature distance became non-finite while crafting")
             scaled = _per_poison(beta * rate, x)
-            candidate = (scaled * start_255 + stepped) / (scaled + 1)
-            if budget is not None and budget.eps is not None:
-                candidate = budget.project(candidate / PIXEL_SCALE, starts) * PIXEL_SCALE
+            candidate = into_ball((scaled * start_255 + stepped) / (scaled + 1))
             reject = active & (new >= old)
             accept = active & ~reject
             rate = torch.where(reject, rate * DECAY, rate)

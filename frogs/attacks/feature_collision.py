@@ -353,7 +353,7 @@ def craft_feature_collision(
             lr=settings.lr,
             beta=beta,
             target_noise=single_base_target_noise(settings, len(starts), feature_dim),
-            budget=budget if budget.eps is not None else None,
+            budget=budget,
             progress=problem.progress,
         )
         result = CraftResult(
