@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The end-to-end studies at CPU scale (issue 16), one after another, each a resumable sweep whose
+# records go to results/ (the report's source). Relaunching the script finishes what an earlier
+# launch left: every sweep skips the trials its results.jsonl already holds.
+#
+#   scripts/cpu_studies.sh [FIRST_STUDY]   # FIRST_STUDY: claim5 (default), claim7_03, claim7_02,
+#                                          # paired_iters, claim6, claim8
+#
+# Order: claim 5 (50 poisons, 30 % opacity, 20 bird targets), claim 7 at 30 % (poison counts
+# 1, 10, 25 reuse claim 5's crafted poisons), claim 7 at 20 %, the paired 12,000-iteration run,
+# then airplane -> frog: outliers vs random targets (claim 6) and the ablation (claim 8).
+# Environment: FROGS_DATA (default ../shared/data), FROGS_PYTHON (default .venv/bin/python),
+# RESULTS (default results, the sweep directories' parent).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export FROGS_DATA="${FROGS_DATA:-../shared/data}"
+python="${FROGS_PYTHON:-.venv/bin/python}"
+results="${RESULTS:-results}"
+first="${1:-claim5}"
+
+studies=(claim5 claim7_03 claim7_02 paired_iters claim6 claim8)
+if [[ ! " ${studies[*]} " == *" $first "* ]]; then
+  echo "unknown study '$first'; choose one of: ${studies[*]}" >&2
+  exit 2
+fi
+
+run() {
+  echo "== $(date -u +%FT%TZ) $*" >&2
+  "$python" -m frogs --config-dir sweeps "$@" progress=false
+}
+
+bird_dog=(--config-name e2e_poison_count scale=cpu pair=bird_dog attack.pool=50)
+started=false
+for study in "${studies[@]}"; do
+  [[ "$study" == "$first" ]] && started=true
+  $started || continue
+  case "$study" in
+    claim5)
+      run "${bird_dog[@]}" attack.num_poisons=50 attack.opacity=0.3 trials=20 \
+        "hydra.sweep.dir=$results/e2e_poison_count_cpu" ;;
+    claim7_03)
+      run "${bird_dog[@]}" attack.num_poisons=1,10,25,50 attack.opacity=0.3 trials=20 \
+        "hydra.sweep.dir=$results/e2e_poison_count_cpu" ;;
+    claim7_02)
+      run "${bird_dog[@]}" attack.num_poisons=1,10,25,50 attack.opacity=0.2 trials=20 \
+        "hydra.sweep.dir=$results/e2e_poison_count_cpu" ;;
+    paired_iters)
+      run "${bird_dog[@]}" attack.num_poisons=50 attack.opacity=0.3 trials=2 attack.iters=12000 \
+        "hydra.sweep.dir=$results/e2e_bird_dog_iters12000" ;;
+    claim6)
+      run --config-name e2e_outliers scale=cpu trial_offset=0 trials=10 \
+        "hydra.sweep.dir=$results/e2e_outliers_cpu" ;;
+    claim8)
+      run --config-name e2e_ablation scale=cpu trials=10 \
+        "hydra.sweep.dir=$results/e2e_ablation_cpu" ;;
+  esac
+done
