@@ -127,8 +127,9 @@ def arm_label(frame: pd.DataFrame) -> pd.Series:
         return pd.Series(dtype=object)
     arms = ablation_arm(frame)
     counts = frame["attack.num_poisons"].astype(int).astype(str)
-    opacity = (100 * frame["attack.opacity"].astype(float)).round().astype(int).astype(str)
-    plain = counts + " poisons, " + opacity + " %"
+    # attacks without a watermark (the polytopes) have no opacity: 0 %
+    opacity = 100 * pd.to_numeric(frame["attack.opacity"], errors="coerce").fillna(0.0)
+    plain = counts + " poisons, " + opacity.round().astype(int).astype(str) + " %"
     return arms.where(arms != "full", plain)
 
 

@@ -23,6 +23,7 @@ import torch
 
 from frogs.atomic import atomic_write
 from frogs.errors import ConfigError, DataNotFoundError
+from frogs.interchange.safe_pickle import ARRAYS, safe_load
 from frogs.registry import Registry
 from frogs.settings import DatasetSettings
 
@@ -201,33 +202,9 @@ def load_fashion_mnist(settings: DatasetSettings) -> ImageData:
     )
 
 
-class _ArrayUnpickler(pickle.Unpickler):
-    """Unpickles plain containers and numpy arrays only: a CIFAR-10 batch needs nothing else, and
-    a hostile file in the data root cannot name any other callable to run."""
-
-    _ALLOWED = frozenset(
-        {
-            ("numpy.core.multiarray", "_reconstruct"),
-            ("numpy._core.multiarray", "_reconstruct"),
-            ("numpy", "ndarray"),
-            ("numpy", "dtype"),
-        }
-    )
-
-    def find_class(self, module: str, name: str) -> object:
-        if (module, name) not in self._ALLOWED:
-            raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a CIFAR-10 batch")
-        return super().find_class(module, name)
-
-
-def _unpickle_arrays(path: Path) -> dict:
-    with open(path, "rb") as handle:
-        return _ArrayUnpickler(handle, encoding="latin1").load()
-
-
 def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """One pickled CIFAR-10 batch as (N, 3, 32, 32) uint8 images and int64 labels."""
-    batch = _unpickle_arrays(path)
+    batch = safe_load(path, ARRAYS, encoding="latin1")
     images = np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
     return images, np.asarray(batch["labels"], dtype=np.int64)
 
@@ -262,7 +239,7 @@ def load_cifar10(settings: DatasetSettings) -> ImageData:
     try:
         train = [_read_cifar_batch(folder / name) for name in CIFAR10_TRAIN_FILES]
         test = _read_cifar_batch(folder / "test_batch")
-        classes = _unpickle_arrays(folder / "batches.meta")["label_names"]
+        classes = safe_load(folder / "batches.meta", ARRAYS, encoding="latin1")["label_names"]
     except (OSError, EOFError, KeyError, TypeError, ValueError, pickle.UnpicklingError) as exc:
         raise DataNotFoundError(
             f"CIFAR-10 under {root} is incomplete or corrupt ({exc}); expected the official "

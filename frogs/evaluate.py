@@ -20,18 +20,20 @@ from frogs.selection import TargetChoice
 from frogs.victims import PoisonedVictim
 
 if TYPE_CHECKING:
-    from frogs.experiment import Job
+    from frogs.experiment import Job, TrialPlan
 
 
 def evaluate(
     job: Job,
+    plan: TrialPlan,
     target: TargetChoice,
     base_indices: torch.Tensor,
     crafted: Crafted,
     poisoned: PoisonedVictim,
 ) -> dict[str, Any]:
-    """Success, its control, clean accuracy, angle, attack metrics and perceptibility."""
-    victim, task = job.victim, job.victim.task
+    """Success, its control, clean accuracy, angle, attack metrics and perceptibility (of the
+    trial's pair, on the victim ``plan`` gives it)."""
+    victim, task = plan.victim, plan.victim.task
     control = victim.control()
     target_batch = job.data.test_x[target.index].to(job.device).unsqueeze(0)
     with torch.no_grad():
@@ -42,8 +44,8 @@ def evaluate(
     clean_probs = job.clean_probs[target.index]
     predicted = int(probs.argmax())
     control_predicted = int(control_probs.argmax())
-    exclude = torch.tensor([target.index, *base_indices.tolist()])
-    bases = job.data.test_x[base_indices].to(job.device)
+    exclude = plan.accuracy_exclusions(target, base_indices)
+    bases = plan.base_images(job.data, base_indices).to(job.device)
     return {
         "success": predicted == task.base_row,
         "target_pred": task.names[predicted],

@@ -26,12 +26,14 @@ import torch
 from tqdm.auto import tqdm
 
 from frogs.attacks import ATTACKS, Crafted, CraftingProblem, FeatureFn, attack_budget
+from frogs.attacks.external import EXTERNAL_METRICS
 from frogs.cache import ArtifactCache
 from frogs.data import DATASETS, ImageData, duplicated_test_images, load_dataset
 from frogs.defenses import DEFENSES, Filtered, PoisonedSet, score
 from frogs.errors import ConfigError, FrogsError, NumericalError
 from frogs.evaluate import evaluate
 from frogs.feature_scale import FeatureScale, feature_scale
+from frogs.fixed_trials import FixedTrial, check_in_training_set, file_sha256, fixed_trials
 from frogs.models import MODELS, prepare_for_device
 from frogs.precision import resolve_amp
 from frogs.pretrain import CleanModel, dataset_fingerprint, load_clean_model
@@ -45,10 +47,10 @@ from frogs.records import (
     stable_hash,
     trial_id,
 )
-from frogs.saving import save_trial_features, save_trial_poisons
+from frogs.saving import save_benchmark_poisons, save_trial_features, save_trial_poisons
 from frogs.selection import TargetChoice, check_enough_bases, choose_bases, choose_targets
 from frogs.settings import CLEAN, AttackSettings, DefenseSettings, JobSettings, setting_columns
-from frogs.task import resolve_task
+from frogs.task import Task, resolve_task
 from frogs.train import predict_in_batches
 from frogs.victims import VICTIMS, Victim
 
@@ -101,6 +103,8 @@ class Job:
     extractors: list[FeatureFn]
     cache: ArtifactCache
     amp: bool = False
+    #: the trials a setups file or external poisons fix (None: frogs draws targets and bases)
+    fixed: list[FixedTrial] | None = None
     _control_predictions: torch.Tensor | None = None
     _feature_scale: FeatureScale | None = None
     _base_features: torch.Tensor | None = None
@@ -199,6 +203,8 @@ def prepare_job(settings: JobSettings, device: torch.device) -> Job:
     data = load_dataset(settings.dataset)
     victim_cls = VICTIMS.get(settings.victim.name)
     task = resolve_task(data, settings.dataset, victim_cls.default_task_classes)
+    # A bad setups file or poison folder fails every trial alike: say so before any other work.
+    fixed = fixed_trials(settings, data, task)
     # Test images that duplicate training images are never targets, bases or accuracy images.
     cache = ArtifactCache(Path(settings.cache_dir).expanduser())
     duplicated = cached_duplicates(data, cache)
@@ -211,7 +217,8 @@ def prepare_job(settings: JobSettings, device: torch.device) -> Job:
     base_candidates = torch.nonzero((data.test_y == task.base_label) & usable).flatten()
     # Too few distinct bases fails every trial alike: say so before pretraining, not after.
     attack = settings.attack
-    check_enough_bases(len(base_candidates), attack.num_poisons, attack.multi_base)
+    if fixed is None:
+        check_enough_bases(len(base_candidates), attack.num_poisons, attack.multi_base)
     clean = load_clean_model(
         data, settings.model, cache, device, progress=settings.progress, task_classes=task.classes
     )
@@ -231,18 +238,24 @@ def prepare_job(settings: JobSettings, device: torch.device) -> Job:
         duplicated,
         amp=amp,
     )
-    target_candidates = torch.nonzero((data.test_y == task.target_label) & usable).flatten()
-    probs = victim.clean_test_probs(target_candidates)
-    correct = probs.argmax(1) == task.target_row
-    targets = choose_targets(
-        target_candidates,
-        probs[:, task.target_row],
-        correct,
-        mode=settings.target_selection,
-        count=settings.trials,
-        offset=settings.trial_offset,
-        generator=torch.Generator().manual_seed(stream_seed(settings.seed, "targets")),
-    )
+    if fixed is not None:
+        check_in_training_set(fixed, victim.train_idx, settings.victim.name)
+        target_candidates = torch.tensor([trial.target_index for trial in fixed])
+        probs = victim.clean_test_probs(target_candidates)
+        targets = [TargetChoice(trial.target_index, None) for trial in fixed]
+    else:
+        target_candidates = torch.nonzero((data.test_y == task.target_label) & usable).flatten()
+        probs = victim.clean_test_probs(target_candidates)
+        correct = probs.argmax(1) == task.target_row
+        targets = choose_targets(
+            target_candidates,
+            probs[:, task.target_row],
+            correct,
+            mode=settings.target_selection,
+            count=settings.trials,
+            offset=settings.trial_offset,
+            generator=torch.Generator().manual_seed(stream_seed(settings.seed, "targets")),
+        )
     clean_probs = {int(i): p for i, p in zip(target_candidates.tolist(), probs, strict=True)}
     attack = settings.attack.resolve(victim.clean_training_features)
     return Job(
@@ -260,6 +273,7 @@ def prepare_job(settings: JobSettings, device: torch.device) -> Job:
         ensemble_extractors(settings, data, victim, cache, device, amp),
         cache,
         amp,
+        fixed,
     )
 
 
@@ -313,12 +327,59 @@ def crafted_count(attack: AttackSettings) -> int:
     return attack.pool if attack.pool is not None else attack.num_poisons
 
 
+@dataclass(frozen=True)
+class TrialPlan:
+    """What one trial attacks: its victim (with the trial's pair) and where its bases are.
+
+    ``base_split`` ``test``: the bases are test images and the poisons join the training set
+    (the paper's protocol); ``train``: a file fixed them as training images, which the poisons
+    replace (the poisoning-benchmark's rule).
+    """
+
+    victim: Victim
+    base_split: str
+    fixed: FixedTrial | None
+
+    def base_images(self, data: ImageData, indices: torch.Tensor) -> torch.Tensor:
+        """The images of the base indices ``indices`` (of this plan's split)."""
+        return (data.train_x if self.base_split == "train" else data.test_x)[indices]
+
+    def replaced(self, indices: torch.Tensor) -> torch.Tensor | None:
+        """The training indices the poisons replace (None: they are added)."""
+        return indices if self.base_split == "train" else None
+
+    def accuracy_exclusions(self, target: TargetChoice, indices: torch.Tensor) -> torch.Tensor:
+        """The test images a trial's clean accuracy leaves out: its target and test bases."""
+        bases = indices.tolist() if self.base_split == "test" else []
+        return torch.tensor([target.index, *bases])
+
+    def fields(self) -> dict[str, Any]:
+        """The record's fields that say where the trial's bases came from."""
+        return {
+            "setup_index": None if self.fixed is None else self.fixed.setup_index,
+            "bases_split": self.base_split,
+            "poisons_replace_bases": self.base_split == "train",
+        }
+
+
+def plan_trial(job: Job, trial_index: int) -> TrialPlan:
+    """The trial's plan: a fixed trial's pair and training bases, else the job's pair."""
+    if job.fixed is None:
+        return TrialPlan(job.victim, "test", None)
+    fixed = job.fixed[trial_index - job.settings.trial_offset]
+    task = replace(job.victim.task, target_label=fixed.target_label, base_label=fixed.base_label)
+    return TrialPlan(job.victim.for_pair(task), "train", fixed)
+
+
 def trial_bases(job: Job, trial_index: int, target: TargetChoice) -> torch.Tensor:
-    """Test-set indices of the bases of the whole crafted set (``crafted_count``): from the
-    trial's own seeded stream, or with ``attack.base_selection=closest`` the base-class images
-    nearest the target in the clean feature space. A trial uses the first ``num_poisons``
-    (``choose_bases`` orders the candidates the same whatever the count)."""
+    """Dataset indices of the bases of the whole crafted set (``crafted_count``): those a file
+    fixed (training images), else test images from the trial's own seeded stream, or with
+    ``attack.base_selection=closest`` the base-class images nearest the target in the clean
+    feature space. A trial uses the first ``num_poisons`` (``choose_bases`` orders the
+    candidates the same whatever the count)."""
     attack = job.settings.attack
+    if job.fixed is not None:
+        return torch.tensor(job.fixed[trial_index - job.settings.trial_offset].base_indices)
     generator = torch.Generator().manual_seed(stream_seed(job.settings.seed, "bases", trial_index))
     distances = None
     if attack.base_selection == "closest":
@@ -337,9 +398,10 @@ def used_bases(job: Job, trial_index: int, target: TargetChoice) -> torch.Tensor
     return trial_bases(job, trial_index, target)[: job.settings.attack.num_poisons]
 
 
-def task_fields(job: Job) -> dict[str, Any]:
-    """The attacked class pair and the victim task: identical for every trial of a job."""
-    task, names = job.victim.task, job.data.class_names
+def task_fields(job: Job, task: Task | None = None) -> dict[str, Any]:
+    """The attacked class pair and the victim task: the job's (identical for every trial), or
+    ``task``'s (a fixed trial's own pair)."""
+    task, names = task or job.victim.task, job.data.class_names
     return {
         "target_class": names[task.target_label],
         "base_class": names[task.base_label],
@@ -349,21 +411,24 @@ def task_fields(job: Job) -> dict[str, Any]:
     }
 
 
-def craft(job: Job, trial_index: int, target: TargetChoice) -> tuple[Crafted, torch.Tensor, bool]:
+def craft(
+    job: Job, trial_index: int, target: TargetChoice, plan: TrialPlan | None = None
+) -> tuple[Crafted, torch.Tensor, bool]:
     """Stage 1: the trial's bases and the attack's poisons; returns them, the base indices and
     whether the poisons were reused (crafted earlier, by this job or another, and cached).
 
     With ``attack.pool`` the attack crafts that many poisons (keyed as a job with
     ``num_poisons=pool`` would be) and the trial uses the first ``num_poisons``.
     """
-    settings, task, device = job.settings, job.victim.task, job.device
+    plan = plan or plan_trial(job, trial_index)
+    settings, task, device = job.settings, plan.victim.task, job.device
     used = job.attack.num_poisons
     crafting = replace(job.attack, num_poisons=crafted_count(job.attack), pool=None)
     base_indices = trial_bases(job, trial_index, target)
     torch.manual_seed(stream_seed(settings.seed, "craft", trial_index))  # stochastic attacks
     problem = CraftingProblem(
         target=job.data.test_x[target.index].to(device),
-        bases=job.data.test_x[base_indices].to(device),
+        bases=plan.base_images(job.data, base_indices).to(device),
         target_label=task.target_row,
         base_label=task.base_row,
         extractors=job.extractors,
@@ -372,6 +437,7 @@ def craft(job: Job, trial_index: int, target: TargetChoice) -> tuple[Crafted, to
         device=device,
         progress=settings.progress,
         amp=job.amp,
+        trial_index=trial_index,
     )
     key = stable_hash(
         {
@@ -381,6 +447,7 @@ def craft(job: Job, trial_index: int, target: TargetChoice) -> tuple[Crafted, to
             "data": dataset_fingerprint(job.data),
             "target": target.index,
             "bases": base_indices.tolist(),
+            **({"bases_split": plan.base_split} if plan.base_split != "test" else {}),
             "pixels": [float(problem.target.double().sum()), float(problem.bases.double().sum())],
             "stream": [settings.seed, trial_index],
             "device": device.type,
@@ -413,7 +480,10 @@ def craft(job: Job, trial_index: int, target: TargetChoice) -> tuple[Crafted, to
     # Poisons depend on the attack, the clean model, the target and the bases only: the jobs of
     # a sweep that differ in their defense, victim or (with a pool) number of poisons share them
     # instead of crafting them again.
-    stored = job.cache.get_or_build("poisons", key, build, {"attack": job.attack.name})
+    if job.attack.cacheable:
+        stored = job.cache.get_or_build("poisons", key, build, {"attack": job.attack.name})
+    else:
+        stored = build()
     metrics = json.loads(bytes(stored["metrics"].tolist()).decode())
     per_poison = {
         k[len(PER_POISON) :]: v.to(device) for k, v in stored.items() if k.startswith(PER_POISON)
@@ -448,12 +518,13 @@ def defend(job: Job, training: PoisonedSet) -> Filtered:
 
 def run_trial(job: Job, trial_index: int, target: TargetChoice, output_dir: Path) -> dict[str, Any]:
     """Craft -> defend -> retrain -> evaluate one target; return its record's outcome fields."""
-    settings, victim = job.settings, job.victim
-    crafted, base_indices, reused = craft(job, trial_index, target)
+    settings, plan = job.settings, plan_trial(job, trial_index)
+    victim = plan.victim
+    crafted, base_indices, reused = craft(job, trial_index, target, plan)
     craft_s = crafted.metrics.pop("craft_s")  # when the poisons were made (they may be cached)
 
     started = time.perf_counter()
-    training = victim.poisoned_set(crafted.poisons)
+    training = victim.poisoned_set(crafted.poisons, plan.replaced(base_indices))
     filtered = defend(job, training)
     defend_s = time.perf_counter() - started
 
@@ -463,18 +534,26 @@ def run_trial(job: Job, trial_index: int, target: TargetChoice, output_dir: Path
 
     started = time.perf_counter()
     target_image = job.data.test_x[target.index].to(job.device)
-    bases = job.data.test_x[base_indices].to(job.device)
+    bases = plan.base_images(job.data, base_indices).to(job.device)
     outcome = {
+        **(task_fields(job, victim.task) if plan.fixed is not None else {}),
         "target_index": target.index,
         "base_indices": base_indices.tolist(),
         "outlier_rank": target.outlier_rank,
-        **evaluate(job, target, base_indices, crafted, poisoned),
+        **plan.fields(),
+        **dict.fromkeys(EXTERNAL_METRICS),  # an external attack's metrics replace them
+        **evaluate(job, plan, target, base_indices, crafted, poisoned),
         **filtered.fields(),
         "poisons_reused": reused,
         "poisons_crafted": crafted_count(job.attack),
         "poisons_path": None,
+        "benchmark_poisons_path": None,
         "features_path": None,
     }
+    if settings.save_poisons and settings.poison_format == "benchmark":
+        outcome["benchmark_poisons_path"] = save_benchmark_poisons(
+            output_dir, trial_index, target_image, base_indices, crafted.poisons, victim.task
+        )
     if settings.save_poisons:
         outcome["poisons_path"] = save_trial_poisons(
             output_dir,
@@ -527,6 +606,8 @@ def run(settings: JobSettings, output_dir: str | os.PathLike) -> list[dict[str, 
         **trial_parameters(settings),
         **task_fields(job),
         **clean_model_fields(job),
+        "setups": settings.setups,
+        "setups_sha256": file_sha256(settings.setups) if settings.setups else None,
         **provenance(str(device)),
         "amp": job.amp,
     }

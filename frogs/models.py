@@ -6,10 +6,17 @@ split. Models take pixels in [0, 1] and normalise inside, so attacks work in pix
 
 Configured torchvision weights that cannot be loaded never silently become a random network:
 ``model.on_missing_weights`` decides between a one-line error and frogs' own pretraining.
+
+Besides the registered networks, ``model=torchvision`` (any torchvision classification
+architecture by name) and ``model=module`` (any ``nn.Module`` a Hydra ``_target_`` builds) tap
+f(x) at a named graph node with ``torch.fx`` (``create_feature_extractor``), so a network whose
+forward is not a chain of children (skip connections, functional calls) splits just as well.
 """
 
 from __future__ import annotations
 
+import copy
+import functools
 import logging
 import pickle
 from collections.abc import Callable, Sequence
@@ -22,6 +29,7 @@ import torch
 from torch import nn
 
 from frogs.errors import ConfigError
+from frogs.records import stable_hash
 from frogs.registry import Registry
 from frogs.settings import ModelSettings
 
@@ -171,8 +179,12 @@ def _architecture_of(arch: str, weights: Any) -> dict[str, Any]:
     """The constructor arguments torchvision sets itself when it loads ``weights``: the network
     those weights need, so that it can be built without them (and get a saved state dict)."""
     kwargs: dict[str, Any] = {"num_classes": len(weights.meta["categories"])}
-    if arch == "inception_v3":
+    if arch in ("inception_v3", "googlenet"):
         kwargs.update(transform_input=True, aux_logits=True, init_weights=False)
+    elif arch.startswith("vit_"):
+        kwargs["image_size"] = weights.meta["min_size"][0]
+    elif arch.startswith("maxvit"):
+        kwargs["input_size"] = weights.meta["min_size"]
     return kwargs
 
 
@@ -218,7 +230,7 @@ def _load_torchvision(
     """
     from torchvision import models
 
-    builder = getattr(models, arch)
+    builder = functools.partial(models.get_model, arch)
     weights = _torchvision_weights(arch, settings.weights)
     if weights is None:
         return builder(weights=None, **kwargs), None
@@ -273,6 +285,228 @@ def inception_v3(
     adapter = InputAdapter(*_normalisation(spec, weights), 3, settings.input_size or 299)
     loaded = weights.name if weights is not None else None
     return FeatureClassifier(adapter, net, 2048, spec.num_classes, loaded)
+
+
+# The name under which a tapped network's extractor returns its feature node.
+_TAP = "f"
+# Node lists longer than this are cut in error messages (the head and the tail are kept).
+_NODE_LIST_LIMIT = 40
+
+
+class NodeFeatures(nn.Module):
+    """The output of one graph node of a traced network: ``extractor(x)`` is the dict that
+    ``torchvision.models.feature_extraction.create_feature_extractor`` returns, tapped at ``node``.
+
+    The extractor keeps only what the node needs (the network's layers after it are gone) and
+    switches between its train and eval graphs with ``train()``/``eval()``. ``graph`` is a digest of
+    both graphs' generated code, part of ``repr`` so that the clean-model cache and a checkpoint's
+    recorded architecture tell apart two forwards over the same layers (with and without a skip).
+    """
+
+    def __init__(self, extractor: nn.Module, node: str) -> None:
+        super().__init__()
+        self.extractor = extractor
+        self.node = node
+        self.graph = _graph_digest(extractor)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.extractor(x)[_TAP]
+
+    def extra_repr(self) -> str:
+        return f"node={self.node!r}, graph={self.graph}"
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> NodeFeatures:
+        """A copy in the modes of the original: torchvision's extractor comes out of
+        ``copy.deepcopy`` in train mode (its ``__init__`` calls ``train()``), which would turn a
+        copied eval-mode victim's batch norms and dropouts back on."""
+        modes = [module.training for module in self.modules()]
+        copied = NodeFeatures.__new__(NodeFeatures)
+        memo[id(self)] = copied
+        copied.__dict__.update(copy.deepcopy(self.__dict__, memo))
+        copied.extractor.train(self.extractor.training)  # the graph of that mode
+        for module, mode in zip(copied.modules(), modes, strict=True):
+            module.training = mode
+        return copied
+
+
+def _graph_digest(extractor: nn.Module) -> str:
+    """A short digest of the extractor's train- and eval-mode code (its mode is restored)."""
+    training = extractor.training
+    codes = []
+    for mode in (True, False):
+        extractor.train(mode)
+        codes.append(extractor.code)
+    extractor.train(training)
+    return stable_hash(codes)
+
+
+def _node_list(names: Sequence[str]) -> str:
+    """``names`` for an error message, the middle cut when there are very many."""
+    if len(names) <= _NODE_LIST_LIMIT:
+        return ", ".join(names)
+    head, tail = names[:8], names[-(_NODE_LIST_LIMIT - 8) :]
+    return f"{', '.join(head)}, ... ({len(names) - len(head) - len(tail)} more), {', '.join(tail)}"
+
+
+def _graph_nodes(net: nn.Module, where: str) -> tuple[list[str], list[str]]:
+    """The train- and eval-mode node names of ``net`` (``get_graph_node_names``); a network that
+    torch.fx cannot trace is one ConfigError line."""
+    from torchvision.models.feature_extraction import get_graph_node_names
+
+    try:
+        return get_graph_node_names(net, suppress_diff_warning=True)
+    except Exception as exc:  # tracing runs the model's code: any failure is the model's
+        raise ConfigError(
+            f"{where} cannot be traced by torch.fx ({_short(f'{type(exc).__name__}: {exc}')}); "
+            "expected a network whose forward torch.fx can trace (no Python control flow on "
+            "tensor values)"
+        ) from exc
+
+
+def _classifier_input(net: nn.Module) -> str | None:
+    """The graph node that feeds the last ``nn.Linear`` the eval-mode forward calls (a classifier
+    network's penultimate layer), named as ``get_graph_node_names`` names it; None without one."""
+    from torchvision.models import feature_extraction as fe
+
+    # torchvision's own tracer settings, those get_graph_node_names and create_feature_extractor
+    # use, so that the node names agree with theirs.
+    tracer = fe.NodePathTracer(**fe._set_default_tracer_kwargs(None))
+    training = net.training
+    try:
+        graph = tracer.trace(net.eval())
+    finally:
+        net.train(training)
+    modules = dict(net.named_modules())
+    found = None
+    for node in graph.nodes:
+        if node.op == "call_module" and isinstance(modules.get(node.target), nn.Linear):
+            source = node.args[0] if node.args else None
+            found = tracer.node_to_qualname.get(source) if source is not None else None
+    return found
+
+
+def _feature_node(net: nn.Module, settings: ModelSettings, where: str) -> str:
+    """``model.feature_node``, checked against the network's graph; null: the input of the last
+    ``nn.Linear`` the forward calls. A name that is no node is one line listing the nodes."""
+    train_nodes, eval_nodes = _graph_nodes(net, where)
+    node = settings.feature_node
+    if node is None:
+        node = _classifier_input(net)
+    if node is None:
+        raise ConfigError(
+            f"model.feature_node=None is not allowed with {where}: its forward calls no "
+            "nn.Linear whose input would be f(x); expected the node of the feature layer, "
+            f"one of {_node_list(eval_nodes)}"
+        )
+    if node not in eval_nodes:
+        raise ConfigError(
+            f"model.feature_node={node!r} is not a graph node of {where}; expected one of "
+            f"{_node_list(eval_nodes)}"
+        )
+    if node not in train_nodes:
+        raise ConfigError(
+            f"model.feature_node={node!r} is a node of {where} in eval mode only; expected a node "
+            f"of both its train and eval graphs, one of "
+            f"{_node_list([n for n in eval_nodes if n in set(train_nodes)])}"
+        )
+    return node
+
+
+def tapped_classifier(
+    net: nn.Module,
+    adapter: InputAdapter,
+    spec: ModelSpec,
+    settings: ModelSettings,
+    where: str,
+    loaded_weights: str | None = None,
+) -> FeatureClassifier:
+    """``net`` cut at its feature node (``model.feature_node``) with frogs' own linear head for the
+    task: f(x) is that node's output, flattened; the network's layers after the node are dropped.
+
+    ``where`` names the network in error messages. A probe image of the dataset's shape (through
+    ``adapter``) gives the feature dimension; a network that cannot take it is one ConfigError line.
+    """
+    from torchvision.models.feature_extraction import create_feature_extractor
+
+    node = _feature_node(net, settings, where)
+    extractor = create_feature_extractor(net, return_nodes={node: _TAP}, suppress_diff_warning=True)
+    backbone = NodeFeatures(extractor, node)
+    try:
+        dim = _feature_dim(backbone, adapter, spec)
+    except (RuntimeError, ValueError, TypeError, AssertionError, IndexError, KeyError) as exc:
+        size = settings.input_size or spec.image_size
+        raise ConfigError(
+            f"model.feature_node={node!r} of {where} could not be computed for "
+            f"{adapter.channels}x{size}x{size} inputs ({_short(f'{type(exc).__name__}: {exc}')});"
+            " expected a model.input_size (and, for model=module, model.in_channels) the network "
+            "accepts, and a node whose output is a tensor"
+        ) from exc
+    return FeatureClassifier(adapter, backbone, dim, spec.num_classes, loaded_weights)
+
+
+@MODELS.register("torchvision")
+def torchvision_model(
+    spec: ModelSpec, settings: ModelSettings, fetch_weights: bool = True
+) -> FeatureClassifier:
+    """Any torchvision classification architecture by name (``model.arch``, built by
+    ``torchvision.models.get_model``), f(x) tapped at ``model.feature_node`` (default: the input of
+    its final classifier layer). ``model.weights`` loads as for ``model=resnet18``; RGB inputs,
+    normalised by the weights' statistics (the dataset's when random), resized to
+    ``model.input_size`` when set."""
+    net, weights = _load_torchvision(settings.arch, settings, fetch_weights)
+    adapter = InputAdapter(*_normalisation(spec, weights), 3, settings.input_size)
+    loaded = weights.name if weights is not None else None
+    return tapped_classifier(net, adapter, spec, settings, f"model.arch={settings.arch}", loaded)
+
+
+def _instantiate_builder(builder: dict[str, Any] | None) -> nn.Module:
+    """The network ``model.builder`` builds, the Hydra way (``hydra.utils.instantiate``: its
+    ``_target_`` called with the other keys); a failure or a non-module is one ConfigError line."""
+    target = (builder or {}).get("_target_")
+    if not target:
+        raise ConfigError(
+            f"model.builder._target_={target!r} is not allowed with model=module; expected the "
+            "dotted path of a callable that returns an nn.Module, e.g. "
+            "model.builder._target_=my_pkg.models.resnet18"
+        )
+    from hydra.utils import instantiate
+
+    try:
+        net = instantiate(dict(builder))
+    except Exception as exc:  # the builder is user code: any failure is its own
+        raise ConfigError(
+            f"model.builder._target_={target!r} could not build the network "
+            f"({_short(f'{type(exc).__name__}: {exc}')}); expected a callable that accepts the "
+            "other model.builder keys and returns an nn.Module"
+        ) from exc
+    if not isinstance(net, nn.Module):
+        raise ConfigError(
+            f"model.builder._target_={target!r} returned a {type(net).__name__}, not an "
+            "nn.Module; expected a callable that returns the network"
+        )
+    return net
+
+
+@MODELS.register("module")
+def module_model(
+    spec: ModelSpec, settings: ModelSettings, fetch_weights: bool = True
+) -> FeatureClassifier:
+    """Any ``nn.Module`` that ``model.builder`` builds (``_target_`` plus its keyword arguments),
+    f(x) tapped at ``model.feature_node`` (default: the input of the last ``nn.Linear`` its forward
+    calls). Inputs: ``model.in_channels`` channels (default: the dataset's; grey images are
+    repeated to them), normalised by the dataset's statistics, resized to ``model.input_size``.
+    The builder owns any weights it loads, so ``fetch_weights`` changes nothing."""
+    net = _instantiate_builder(settings.builder)
+    channels = settings.in_channels or spec.in_channels
+    if spec.in_channels not in (1, channels):
+        raise ConfigError(
+            f"model.in_channels={channels} is not allowed with a dataset of {spec.in_channels} "
+            f"channels; expected {spec.in_channels} (only grey images are repeated to more "
+            "channels)"
+        )
+    adapter = InputAdapter(spec.mean, spec.std, channels, settings.input_size)
+    where = f"model.builder._target_={settings.builder['_target_']}"
+    return tapped_classifier(net, adapter, spec, settings, where)
 
 
 def prepare_for_device(model: nn.Module, device: torch.device, amp: bool = False) -> nn.Module:

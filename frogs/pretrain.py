@@ -35,7 +35,15 @@ _TRAIN_INDICES = "__train_indices__"
 # Settings that say where a clean model comes from or what to do on failure, not what it is.
 _NOT_IN_KEY = ("checkpoint", "checkpoint_sha256", "on_missing_weights")
 # Settings that shape the network: a checkpoint must have been written with the same values.
-_ARCHITECTURE_FIELDS = ("name", "input_size", "small_input")
+_ARCHITECTURE_FIELDS = (
+    "name",
+    "input_size",
+    "small_input",
+    "arch",
+    "builder",
+    "feature_node",
+    "in_channels",
+)
 
 
 @dataclass(frozen=True)
@@ -119,6 +127,9 @@ def clean_model_key(
     plain = asdict(settings)
     for name in _NOT_IN_KEY:
         plain.pop(name, None)
+    for name, default in ModelSettings.ADDED_KNOBS.items():
+        if name in plain and plain[name] == default:
+            plain.pop(name)  # keys written before the knob existed stay valid
     plain["pretrain"].pop("classes", None)
     key: dict[str, Any] = {
         "model": plain,
@@ -309,6 +320,12 @@ def rebuild_command(settings: ModelSettings, meta: dict[str, Any]) -> str:
     pretrain = written.get("pretrain") or {}
     dataset = (meta.get("dataset") or {}).get("name", "DATASET")
     overrides = [f"dataset={dataset}", f"model={written.get('name', settings.name)}"]
+    for name in ("arch", "feature_node", "in_channels"):
+        if written.get(name) is not None:
+            overrides.append(f"model.{name}={json.dumps(written[name])}")
+    for name, value in (written.get("builder") or {}).items():  # kwargs are new keys: "+"
+        plus = "" if name == "_target_" else "+"
+        overrides.append(f"{plus}model.builder.{name}={json.dumps(value)}")
     overrides += [f"model.pretrain.{k}={json.dumps(v)}" for k, v in sorted(pretrain.items())]
     return f"frogs pretrain --out {settings.checkpoint} {' '.join(overrides)}"
 

@@ -38,6 +38,7 @@ NOT_IDENTITY_KEYS = (
     "progress",
     "cache_dir",
     "save_poisons",
+    "poison_format",
     "save_features",
     "feature_sample",
     "dataset.root",
@@ -74,9 +75,15 @@ def experiment_identity(settings: Any) -> dict[str, Any]:
         node.pop(name, None)
     # Settings added later at a value that reproduces the earlier behaviour leave ids unchanged,
     # so a relaunch still finds the records written before them.
-    pretrain = plain.get("model", {}).get("pretrain", {})
+    model = plain.get("model", {})
+    for knob, default in getattr(type(settings.model), "ADDED_KNOBS", {}).items():
+        if knob in model and model[knob] == default:
+            model.pop(knob)
+    pretrain = model.get("pretrain", {})
     if pretrain.get("classes") == "all":
         pretrain.pop("classes")
+    if plain.get("setups", "") is None:
+        plain.pop("setups")
     if plain.get("defense") == {"name": "none"}:
         plain.pop("defense")
     attack = plain.get("attack", {})

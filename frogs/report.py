@@ -44,6 +44,22 @@ def _perceptibility_line(ok: list[dict[str, Any]]) -> str:
     return f"worst poison vs its base: L-inf {linf:.1f}/255, PSNR {psnr}, SSIM {ssim:.3f}"
 
 
+def _pairs(records: list[dict[str, Any]]) -> str:
+    """The attacked pair, or the pairs when a setups file gives each trial its own."""
+    pairs = list(dict.fromkeys(f"{r['target_class']!s}->{r['base_class']!s}" for r in records))
+    return pairs[0] if len(pairs) == 1 else f"{len(pairs)} pairs ({', '.join(pairs)})"
+
+
+def _interval(hits: int, n: int) -> str:
+    """The success rate's 95 % Wilson interval, in percent (nothing without trials)."""
+    if not n:
+        return ""
+    from analysis.stats import wilson_interval
+
+    low, high = wilson_interval(hits, n)
+    return f" (95 % Wilson {100 * low:.0f}-{100 * high:.0f} %)"
+
+
 def summary_table(records: list[dict[str, Any]], output_dir: Path) -> str:
     """Trials of this run as aligned text, with the success rate and where outputs went."""
     lines = []
@@ -62,11 +78,17 @@ def summary_table(records: list[dict[str, Any]], output_dir: Path) -> str:
         hits = sum(bool(r["success"]) for r in ok)
         first = records[0]
         lines.append(
-            f"{first['scenario']} {first['dataset']} {first['target_class']!s}->"
-            f"{first['base_class']!s}: success {hits}/{len(ok)}"
+            f"{first['scenario']} {first['dataset']} {_pairs(records)}: success {hits}/{len(ok)}"
+            + _interval(hits, len(ok))
             + (f" ({len(records) - len(ok)} failed)" if len(ok) < len(records) else "")
             + f" within {_budget(first)}"
         )
+        if ok:
+            controls = sum(bool(r.get("control_success")) for r in ok)
+            lines.append(
+                f"control (the same retraining without poisons): {controls}/{len(ok)} targets "
+                "classified as the base class"
+            )
         if ok:
             lines.append(_perceptibility_line(ok))
     else:

@@ -63,6 +63,31 @@ def save_trial_poisons(
     return os.fspath(relative)
 
 
+def save_benchmark_poisons(
+    output_dir: Path,
+    trial_index: int,
+    target: torch.Tensor,
+    base_indices: torch.Tensor,
+    poisons: torch.Tensor,
+    task: Task,
+) -> str:
+    """Save a trial's poisons in the poisoning-benchmark's layout (``poison_format=benchmark``):
+    ``poisons/benchmark/<trial index>/``, which its ``poison_test.py`` and the defenses that read
+    its format load unchanged, and ``attack=external`` reads back. Labels are dataset classes."""
+    from frogs.interchange.benchmark import write_trial_poisons
+
+    relative = Path("poisons") / "benchmark" / str(trial_index)
+    write_trial_poisons(
+        output_dir / relative,
+        poisons=poisons.cpu(),
+        poison_labels=task.base_label,
+        base_indices=base_indices.cpu(),
+        target=target.cpu(),
+        target_label=task.target_label,
+    )
+    return os.fspath(relative)
+
+
 def save_trial_features(
     output_dir: Path,
     trial_index: int,

@@ -79,6 +79,103 @@ class ModelSettings:
     input_size: int | None = None
     small_input: bool = False
     pretrain: PretrainSettings = field(default_factory=PretrainSettings)
+    # model=torchvision: the torchvision classification architecture, by name (resnet18, vgg11...)
+    arch: str | None = None
+    # model=module: ``_target_`` (dotted path of a callable returning an nn.Module) plus its
+    # keyword arguments, built by ``hydra.utils.instantiate``
+    builder: Any = None
+    # model=torchvision | module: the graph node whose output, flattened, is f(x)
+    # (``torchvision.models.feature_extraction`` names); null: the input of the last nn.Linear
+    feature_node: str | None = None
+    # model=module: input channels the network takes; null: the dataset's
+    in_channels: int | None = None
+
+    # Knobs added after trial ids and clean-model cache keys existed: at these values they are
+    # left out of both (``frogs.records.experiment_identity``, ``frogs.pretrain.clean_model_key``),
+    # so the built-in models keep the ids and cache entries written before them.
+    ADDED_KNOBS: ClassVar[dict[str, Any]] = {
+        "arch": None,
+        "builder": None,
+        "feature_node": None,
+        "in_channels": None,
+    }
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        """Raise ConfigError naming the first bad knob of ``model=torchvision | module`` (run on
+        construction, so a composed config fails before data loading or any build)."""
+        tapped = self.name in ("torchvision", "module")
+        if tapped and self.small_input:
+            raise ConfigError(
+                f"model.small_input=True is not allowed with model={self.name}; expected false "
+                "(the network is built as its builder defines it; model=resnet18 has a CIFAR stem)"
+            )
+        if self.feature_node is not None and (
+            not isinstance(self.feature_node, str) or not self.feature_node
+        ):
+            raise ConfigError(
+                f"model.feature_node={self.feature_node!r} is not allowed; expected a graph node "
+                "name (e.g. avgpool, flatten) or null"
+            )
+        if self.in_channels is not None and (self.name != "module" or self.in_channels < 1):
+            raise ConfigError(
+                f"model.in_channels={self.in_channels!r} is not allowed with model={self.name}; "
+                "expected null, or a number > 0 with model=module (torchvision networks take 3)"
+            )
+        if self.name == "torchvision":
+            self._check_arch()
+        if self.name == "module":
+            self._check_builder()
+
+    def _check_arch(self) -> None:
+        from torchvision import models
+
+        archs = models.list_models(module=models)
+        if self.arch not in archs:
+            raise ConfigError(
+                f"model.arch={self.arch!r} is not allowed with model=torchvision; expected a "
+                f"torchvision classification architecture, one of {', '.join(archs)}"
+            )
+
+    def _check_builder(self) -> None:
+        if self.weights is not None:
+            raise ConfigError(
+                f"model.weights={self.weights!r} is not allowed with model=module; expected null "
+                "(the builder loads its own weights, e.g. through a model.builder argument)"
+            )
+        if self.builder is None:
+            return  # composes (model=module alone); building then asks for model.builder._target_
+        target = self.builder.get("_target_") if isinstance(self.builder, dict) else self.builder
+        if not isinstance(self.builder, dict) or not isinstance(target, str | None):
+            raise ConfigError(
+                f"model.builder={self.builder!r} is not allowed; expected a mapping with _target_ "
+                "(model.builder._target_=my_pkg.models.resnet18, +model.builder.KEY=VALUE)"
+            )
+        if target:
+            self._locate(target)
+
+    @staticmethod
+    def _locate(target: str) -> None:
+        """Import ``target`` (``package.module.attribute``) as ``hydra.utils.instantiate`` will,
+        so that a builder that is not there fails at composition, naming it."""
+        import pkgutil
+
+        where = f"model.builder._target_={target!r}"
+        try:
+            obj = pkgutil.resolve_name(target)
+        except Exception as exc:  # importing runs user code: any failure is its own
+            reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+            raise ConfigError(
+                f"{where} is not importable ({reason}); expected the dotted path of a callable "
+                "that returns an nn.Module, e.g. my_pkg.models.resnet18"
+            ) from exc
+        if not callable(obj):
+            raise ConfigError(
+                f"{where} is a {type(obj).__name__}, not callable; expected a callable that "
+                "returns an nn.Module"
+            )
 
 
 @dataclass
@@ -115,6 +212,9 @@ class AttackSettings:
     # Whether each poison is crafted on its own (batching changes speed, not results), which
     # reusing the first N poisons of a larger set (``pool``) relies on.
     independent_poisons: ClassVar[bool] = True
+    # Whether its poisons are a function of the settings, the clean model, target and bases, so
+    # that frogs may cache them (poisons read from files are not: the files may change).
+    cacheable: ClassVar[bool] = True
 
     def crafting_extractors(self) -> list[str]:
         """The feature extractors the attack crafts against (``CLEAN``: the victim's clean
@@ -242,6 +342,8 @@ class JobSettings:
     trials: int = 5
     trial_offset: int = 0
     target_selection: str = "random"
+    # A poisoning-benchmark setups file (target_selection=setups): trial i is its setup i
+    setups: str | None = None
     seed: int = 0
     device: str = "auto"
     # auto: bf16 autocast + channels-last where the device does bf16 natively (frogs.precision)
@@ -249,6 +351,8 @@ class JobSettings:
     threads: int | None = None
     cache_dir: str = "~/.cache/frogs"
     save_poisons: bool = False
+    # frogs (tensors + PNG grid) | benchmark (also poisoning-benchmark's pickles) | both
+    poison_format: str = "frogs"
     save_features: bool = False
     feature_sample: int = 200
     progress: bool = True
@@ -256,7 +360,8 @@ class JobSettings:
 
 #: The crafting extractor that is the victim's own clean model (``attack.ensemble`` entries).
 CLEAN = "clean"
-TARGET_SELECTIONS = ("random", "outlier")
+TARGET_SELECTIONS = ("random", "outlier", "setups")
+POISON_FORMATS = ("frogs", "benchmark")
 BASE_SELECTIONS = ("random", "closest")
 CONSTRAINTS = ("linf", "l2")
 DEVICES = ("auto", "cpu", "cuda")
@@ -311,6 +416,7 @@ def validate(settings: JobSettings) -> JobSettings:
     require_positive(settings.trials, "trials")
     require_positive(settings.trial_offset, "trial_offset", allow_zero=True)
     require_choice(settings.target_selection, "target_selection", TARGET_SELECTIONS)
+    check_fixed_trials(settings)
     require_choice(settings.device, "device", DEVICES)
     amp_setting(settings.amp)
     settings.attack.check(settings)
@@ -337,6 +443,46 @@ def validate(settings: JobSettings) -> JobSettings:
         require_positive(settings.threads, "threads")
     require_positive(settings.feature_sample, "feature_sample")
     return settings
+
+
+def bases_from_training_split(settings: JobSettings) -> bool:
+    """Whether a file fixes the trials' bases, which are then training images their poisons
+    replace (the poisoning-benchmark's rule): a setups file, or another tool's poisons."""
+    return settings.target_selection == "setups" or settings.attack.name == "external"
+
+
+def check_fixed_trials(settings: JobSettings) -> None:
+    """The setups file and poison format knobs agree with each other (files are read later)."""
+    if settings.target_selection == "setups" and not settings.setups:
+        raise ConfigError(
+            "target_selection=setups needs setups=PATH, a poisoning-benchmark setups file"
+        )
+    if settings.setups and settings.target_selection != "setups":
+        raise ConfigError(
+            f"setups={settings.setups!r} is not allowed with target_selection="
+            f"{settings.target_selection}; expected target_selection=setups"
+        )
+    require_choice(settings.poison_format, "poison_format", POISON_FORMATS)
+    attack = settings.attack
+    if bases_from_training_split(settings):
+        source = "setups" if settings.target_selection == "setups" else "attack=external"
+        for knob, value, allowed in (
+            ("pool", attack.pool, None),
+            ("multi_base", attack.multi_base, True),
+            ("base_selection", attack.base_selection, "random"),
+        ):
+            if value != allowed:
+                raise ConfigError(
+                    f"attack.{knob}={value!r} is not allowed with {source}: the file fixes each "
+                    f"trial's bases; expected attack.{knob}={allowed!r}"
+                )
+    if settings.poison_format == "benchmark" and not bases_from_training_split(settings):
+        raise ConfigError(
+            "poison_format=benchmark is not allowed with bases drawn from the test split "
+            f"(target_selection={settings.target_selection}): the benchmark's base indices "
+            "name training images that the poisons replace; expected target_selection=setups "
+            "(setups=PATH) or attack=external, or poison_format=frogs"
+        )
 
 
 def setting_columns(group: str, option: Any) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from torch import nn
 from frogs.cache import ArtifactCache
 from frogs.data import ImageData, per_class_subset
 from frogs.defenses import PoisonedSet
+from frogs.errors import ConfigError
 from frogs.models import FeatureClassifier
 from frogs.pretrain import CleanModel
 from frogs.records import stable_hash
@@ -191,20 +192,47 @@ class Victim:
         """The victim trained on ``training`` (the rows ``keep`` marks, all when None)."""
         raise NotImplementedError
 
-    def poisoned_set(self, poisons: torch.Tensor) -> PoisonedSet:
+    def poisoned_set(
+        self, poisons: torch.Tensor, replaces: torch.Tensor | None = None
+    ) -> PoisonedSet:
         """The victim's clean training set followed by ``poisons``, labelled as the base class
-        (clean-label)."""
+        (clean-label). ``replaces``: the dataset training indices of images the poisons replace
+        (the poisoning-benchmark's rule, its bases are training images): those clean rows are
+        left out; None: the poisons are added (the paper's, its bases are test images)."""
         count = len(poisons)
+        rows = None
+        clean_x, clean_y = self.train_x, self.train_y
+        if replaces is not None:
+            kept = ~torch.isin(self.train_idx, replaces.cpu())
+            if int((~kept).sum()) != len(replaces.unique()):
+                raise ConfigError(
+                    "a replaced base is not a training image of the victim; expected bases "
+                    "among its training images"
+                )
+            rows = torch.nonzero(kept).flatten().to(self.device)
+            clean_x, clean_y = self.train_x[rows], self.train_y[rows]
         return PoisonedSet(
-            torch.cat([self.train_x, poisons]),
-            self.poisoned_labels(count),
+            torch.cat([clean_x, poisons]),
+            torch.cat([clean_y, torch.full((count,), self.task.base_row, device=self.device)]),
             torch.cat(
                 [
-                    torch.zeros(len(self.train_y), dtype=torch.bool, device=self.device),
+                    torch.zeros(len(clean_y), dtype=torch.bool, device=self.device),
                     torch.ones(count, dtype=torch.bool, device=self.device),
                 ]
             ),
+            rows,
         )
+
+    def for_pair(self, task: Task) -> Victim:
+        """This victim with ``task``'s attacked pair (a setups file's trial attacks its own pair
+        of the task's classes): the same data, clean model, control and caches."""
+        if task == self.task:
+            return self
+        if task.classes != self.task.classes:
+            raise ValueError("for_pair changes the attacked pair, not the task's classes")
+        twin = copy.copy(self)
+        twin.task = task
+        return twin
 
     def clean_training_features(self) -> torch.Tensor:
         """The clean model's features of the clean training images (computed once per job)."""
@@ -215,6 +243,8 @@ class Victim:
     def set_features(self, training: PoisonedSet) -> torch.Tensor:
         """The clean model's features of every row of a full poisoned set (what defenses see)."""
         clean = self.clean_training_features()
+        if training.clean_rows is not None:
+            clean = clean[training.clean_rows.to(clean.device)]
         with torch.no_grad():
             poisons = self.feature_fn(training.inputs[len(clean) :])
         return torch.cat([clean, poisons.flatten(1)])
@@ -234,11 +264,6 @@ class Victim:
     def accuracy_set_size(self, exclude: torch.Tensor) -> int:
         """Images in the accuracy set of a trial that leaves out ``exclude``."""
         return int((~torch.isin(self.test_idx, exclude.cpu())).sum())
-
-    def poisoned_labels(self, num_poisons: int) -> torch.Tensor:
-        """Clean training labels followed by the base label of every poison (clean-label)."""
-        poison_labels = torch.full((num_poisons,), self.task.base_row, device=self.device)
-        return torch.cat([self.train_y, poison_labels])
 
     def fit_victim(
         self,

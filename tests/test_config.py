@@ -37,9 +37,11 @@ PRESETS = {
 
 
 @pytest.mark.parametrize("group", ["model", "attack", "victim"])
-def test_every_option_composes(group):
+def test_every_option_composes(group, tmp_path):
+    # options that need an input of the user's (attack=external: its poison folders)
+    required = {"external": [f"attack.path={tmp_path}"]}
     for option in GROUPS[group]:
-        settings = compose_settings(f"{group}={option}")
+        settings = compose_settings(f"{group}={option}", *required.get(option, []))
         assert getattr(settings, group).name == PRESETS.get(option, option)
 
 

@@ -139,10 +139,11 @@ def test_identity_leaves_out_the_one_list_of_keys(synthetic_settings):
             setting, kept = setting[parent], kept[parent]
         assert name in setting, f"{key} is not a setting"
         assert name not in kept, f"{key} is in trial ids"
-    # defense=none is left out too, so that trials recorded before defenses existed keep their ids
+    # defense=none and setups=null are left out too, so that trials recorded before defenses and
+    # setups files existed keep their ids
     assert set(plain) - set(identity) == {
         key for key in (*NOT_IDENTITY_KEYS, "trials", "trial_offset") if "." not in key
-    } | {"defense"}
+    } | {"defense", "setups"}
 
 
 def test_one_reader_skips_and_counts_what_is_not_a_record(tmp_path, caplog):

@@ -44,6 +44,8 @@ class CraftingProblem:
     device: torch.device
     progress: bool = False
     amp: bool = False
+    #: the trial's index (an attack that reads its poisons from files finds them by it)
+    trial_index: int = 0
 
 
 @dataclass(frozen=True)
@@ -98,4 +100,9 @@ def feature_distances(
 
 def load_builtin_attacks() -> None:
     """Import the built-in attack modules so that they register themselves."""
-    from frogs.attacks import bullseye_polytope, convex_polytope, feature_collision  # noqa: F401
+    from frogs.attacks import (  # noqa: F401
+        bullseye_polytope,
+        convex_polytope,
+        external,
+        feature_collision,
+    )

@@ -88,7 +88,8 @@ def tmpfs(tmp_path):
         subprocess.run(["umount", "-l", str(mount_point)], check=False)
 
 
-def fill_leaving_one_page(mount_point: Path) -> None:
+def fill_leaving_pages(mount_point: Path, pages: int) -> None:
+    """Fill the file system but ``pages`` pages of 4 KiB."""
     filler = mount_point / "filler"
     fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
     try:
@@ -98,7 +99,7 @@ def fill_leaving_one_page(mount_point: Path) -> None:
         assert exc.errno == errno.ENOSPC
     finally:
         os.close(fd)
-    os.truncate(filler, max(0, (filler.stat().st_size // 4096 - 1) * 4096))
+    os.truncate(filler, max(0, (filler.stat().st_size // 4096 - pages) * 4096))
 
 
 @pytest.mark.slow
@@ -107,7 +108,8 @@ def test_cli_on_a_really_full_disk_prints_one_line(tmp_path, warm_cache, tmpfs):
     run_dir.mkdir()
     (tmpfs / "results.jsonl").touch()
     (run_dir / "results.jsonl").symlink_to(tmpfs / "results.jsonl")  # only the records are full
-    fill_leaving_one_page(tmpfs)
+    # two pages: room for one whole record (about 4.4 KB) and not for three
+    fill_leaving_pages(tmpfs, 2)
     result = run_frogs(*TINY, "trials=3", f"cache_dir={warm_cache}", f"hydra.run.dir={run_dir}")
     assert_one_clear_error(result, "No space left on device", "results.jsonl")
     assert 1 <= len(read_records(tmpfs / "results.jsonl")) < 3  # whole records only
