@@ -337,8 +337,12 @@ class TrialPlan:
     """
 
     victim: Victim
-    base_split: str
     fixed: FixedTrial | None
+
+    @property
+    def base_split(self) -> str:
+        """``train`` when a file fixed the trial, else ``test``."""
+        return "test" if self.fixed is None else "train"
 
     def base_images(self, data: ImageData, indices: torch.Tensor) -> torch.Tensor:
         """The images of the base indices ``indices`` (of this plan's split)."""
@@ -365,10 +369,10 @@ class TrialPlan:
 def plan_trial(job: Job, trial_index: int) -> TrialPlan:
     """The trial's plan: a fixed trial's pair and training bases, else the job's pair."""
     if job.fixed is None:
-        return TrialPlan(job.victim, "test", None)
+        return TrialPlan(job.victim, None)
     fixed = job.fixed[trial_index - job.settings.trial_offset]
     task = replace(job.victim.task, target_label=fixed.target_label, base_label=fixed.base_label)
-    return TrialPlan(job.victim.for_pair(task), "train", fixed)
+    return TrialPlan(job.victim.for_pair(task), fixed)
 
 
 def trial_bases(job: Job, trial_index: int, target: TargetChoice) -> torch.Tensor:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from frogs.budget import quantize
 from frogs.data import ImageData
 from frogs.errors import ConfigError
 from frogs.interchange.benchmark import Setup, check_setups, read_setups, read_trial_poisons
@@ -143,12 +144,8 @@ def _check_bases(trials: list[FixedTrial], data: ImageData) -> None:
             )
 
 
-def _eight_bit(image: torch.Tensor) -> torch.Tensor:
-    return (image * 255).round().to(torch.uint8)
-
-
 def _same_image(found: torch.Tensor, expected: torch.Tensor, where: Path, index: int) -> None:
-    if found.shape != expected.shape or not torch.equal(_eight_bit(found), _eight_bit(expected)):
+    if found.shape != expected.shape or not torch.equal(quantize(found), quantize(expected)):
         raise ConfigError(
             f"{where}: its target image is not test image {index} of the setups file's setup"
         )
@@ -161,9 +158,9 @@ def _find_test_image(data: ImageData, target: torch.Tensor, where: Path) -> int:
             f"{where}: target image of shape {tuple(target.shape)} does not fit "
             f"{data.name} images {tuple(data.test_x.shape[1:])}"
         )
-    wanted = _eight_bit(target).flatten()
+    wanted = quantize(target).flatten()
     for start in range(0, len(data.test_x), 2048):
-        chunk = _eight_bit(data.test_x[start : start + 2048]).flatten(1)
+        chunk = quantize(data.test_x[start : start + 2048]).flatten(1)
         hits = torch.nonzero((chunk == wanted).all(1)).flatten()
         if len(hits):
             return start + int(hits[0])
