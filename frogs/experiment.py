@@ -366,11 +366,16 @@ class TrialPlan:
         }
 
 
+def fixed_trial(job: Job, trial_index: int) -> FixedTrial | None:
+    """The file's entry for this trial (None when frogs draws the targets and bases)."""
+    return None if job.fixed is None else job.fixed[trial_index - job.settings.trial_offset]
+
+
 def plan_trial(job: Job, trial_index: int) -> TrialPlan:
     """The trial's plan: a fixed trial's pair and training bases, else the job's pair."""
-    if job.fixed is None:
+    fixed = fixed_trial(job, trial_index)
+    if fixed is None:
         return TrialPlan(job.victim, None)
-    fixed = job.fixed[trial_index - job.settings.trial_offset]
     task = replace(job.victim.task, target_label=fixed.target_label, base_label=fixed.base_label)
     return TrialPlan(job.victim.for_pair(task), fixed)
 
@@ -382,8 +387,9 @@ def trial_bases(job: Job, trial_index: int, target: TargetChoice) -> torch.Tenso
     feature space. A trial uses the first ``num_poisons`` (``choose_bases`` orders the
     candidates the same whatever the count)."""
     attack = job.settings.attack
-    if job.fixed is not None:
-        return torch.tensor(job.fixed[trial_index - job.settings.trial_offset].base_indices)
+    fixed = fixed_trial(job, trial_index)
+    if fixed is not None:
+        return torch.tensor(fixed.base_indices)
     generator = torch.Generator().manual_seed(stream_seed(job.settings.seed, "bases", trial_index))
     distances = None
     if attack.base_selection == "closest":
