@@ -22,8 +22,8 @@ class DatasetSettings:
 
     name: str = "fashion_mnist"
     root: str = "~/.cache/frogs/data"
-    target_class: Any = "Ankle boot"
-    base_class: Any = "Bag"
+    target_class: Any = "Shirt"
+    base_class: Any = "Coat"
     # null: the victim's default (transfer: the pair; end_to_end: every class); "pair"; "all";
     # or a list of class names / indices (e.g. dog, fish, cat for the paper's appendix D).
     task_classes: Any = None

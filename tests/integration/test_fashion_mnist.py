@@ -16,6 +16,9 @@ from tests.conftest import requires_fashion_mnist, whole_records
 pytestmark = [pytest.mark.slow, requires_fashion_mnist]
 
 PAPER_ANGLE_DEG = 23.0  # Fig. 2: the transfer one-shot kill's mean final boundary rotation
+# The pair these tests' bounds were measured on (the default before it became the clean model's
+# most confused pair, frogs.confusion): pinned so that the bounds keep meaning what they say.
+ANKLE_BOOT_BAG = ("dataset.target_class=Ankle boot", "dataset.base_class=Bag")
 
 
 def default_settings(session_cache, *overrides: str):
@@ -25,8 +28,8 @@ def default_settings(session_cache, *overrides: str):
 
 
 def test_default_poisons_are_clean_label_within_the_default_budget(session_cache, tmp_path):
-    """The default: L-inf <= 8/255 of the base, 8-bit images. Measured (seed 0, 5 targets): every
-    poison at exactly 8/255, PSNR 30.7-31.5 dB, SSIM 0.845-0.969; success 0/5."""
+    """The default: L-inf <= 8/255 of the base, 8-bit images. Measured (seed 0, 5 targets, Shirt ->
+    Coat): every poison at exactly 8/255, PSNR 31.0-31.7 dB, SSIM 0.903-0.972; success 1/5."""
     records = run(default_settings(session_cache, "trials=5", "save_poisons=true"), tmp_path)
     assert [r["status"] for r in records] == ["ok"] * 5
     for record in records:
@@ -55,6 +58,7 @@ def test_one_shot_kill_still_works_where_no_budget_binds(session_cache, tmp_path
     bases unmodified (attack.optimize=false) give 0/10."""
     settings = default_settings(
         session_cache,
+        *ANKLE_BOOT_BAG,
         "trials=10",
         "save_poisons=false",
         "attack.constraint=l2",
@@ -78,7 +82,7 @@ def test_transfer_angle_noise_floor_is_far_below_the_papers_signal(session_cache
     the control's batches plus one innocuous image, so it barely rotates. Measured (seed 0, 5
     targets): 0.05, 0.05, 4.98, 0.06, 0.05 degrees (mean 1.0) against the paper's 23."""
     settings = default_settings(
-        session_cache, "trials=5", "save_poisons=false", "attack.optimize=false"
+        session_cache, *ANKLE_BOOT_BAG, "trials=5", "save_poisons=false", "attack.optimize=false"
     )
     angles = [r["angular_deviation_deg"] for r in run(settings, tmp_path)]
     assert sum(angles) / len(angles) < 5.0
