@@ -71,17 +71,24 @@ def run_frogs(*overrides: str, timeout: float = 300) -> subprocess.CompletedProc
 
 
 def start_frogs(
-    *overrides: str, log: Path, hold: tuple[Path, int] | None = None
+    *overrides: str,
+    log: Path,
+    hold: tuple[Path, int] | None = None,
+    hold_pretraining: Path | None = None,
 ) -> subprocess.Popen:
     """Start ``python -m frogs OVERRIDES`` in the background, output to ``log``.
 
     ``hold=(PATH, N)``: run it through ``held_frogs.py``, whose trial N+1 writes PATH when it
-    starts and then waits to be killed (a kill point the test controls)."""
+    starts and then waits to be killed (a kill point the test controls). ``hold_pretraining=PATH``:
+    the same inside the clean model's pretraining."""
     handle = open(log, "w")  # noqa: SIM115 - the child owns it; closed when the test ends
     command, env = frogs_command(*overrides), frogs_env()
-    if hold is not None:
+    if hold is not None or hold_pretraining is not None:
         command = [sys.executable, str(Path(__file__).with_name("held_frogs.py")), *overrides]
+    if hold is not None:
         env["FROGS_TEST_HOLD"] = f"{hold[0]}:{hold[1]}"
+    if hold_pretraining is not None:
+        env["FROGS_TEST_HOLD_PRETRAIN"] = str(hold_pretraining)
     return subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=REPO)
 
 
