@@ -192,11 +192,14 @@ class AttackSettings:
     # crafting iterations: every attack of the field is iterative, and presets (debug=smoke) and
     # studies cut them across attacks; an attack that does not iterate ignores it
     iters: int = 1000
+    # the budget's norm: linf (clip to the eps-ball; replaces the proximal step, App. C) | l2
+    # (proximal step, then the eps-ball if eps is set)
     constraint: str = "linf"
-    # budget radius in [0, 1] pixel units (L-inf: per pixel; L2: over the image); "N/255" works
+    # budget radius in [0, 1] pixel units (L-inf: per pixel; L2: over the image); "N/255" works;
+    # null with l2: no hard radius
     eps: Any = field(default="8/255", metadata={"pixels": True})
-    quantize: bool = True
-    multi_base: bool = True
+    quantize: bool = True  # poisons (and watermarked starts) are 8-bit, rounded inside the budget
+    multi_base: bool = True  # distinct bases; false: one base reused num_poisons times (Fig. 11b)
     # random: the bases are a seeded draw from the base class's test images; closest: the ones
     # nearest the target in the clean feature space (the official end-to-end code's choice for
     # its single-base arm, find_closest_3.py)

@@ -42,7 +42,7 @@ class TransferSettings(VictimSettings):
     name: str = "transfer"
     epochs: int = 100
     lr: float = 0.01
-    batch_size: int = 8
+    batch_size: int = 8  # small batches: the head fits every training point, the poison included
 
 
 @dataclass

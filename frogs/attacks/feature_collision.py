@@ -53,15 +53,25 @@ class FeatureCollisionSettings(AttackSettings):
     """
 
     name: str = "feature_collision"
+    # algorithm1: Alg. 1 on [0, 1] pixels | authors: the official transfer code's loop |
+    # authors_e2e: the official end-to-end code's loop (both in [0, 255] pixels)
     recipe: str = "algorithm1"
+    # watermark gamma: start = gamma * target + (1 - gamma) * base (Sec. 4.2 uses 0.2-0.3)
     opacity: float = 0.0
-    iters: int = 1000
+    iters: int = 1000  # crafting iterations (at most)
+    # forward step: sign (x - lr * sign(grad), PGD-style) | gradient (x - lr * grad, Alg. 1)
     step: str = "sign"
+    # forward-step size; sign: [0, 1] pixels per step (0.5/255); gradient: [0, 1] pixels per unit
+    # gradient
     lr: float = 0.5 / 255
+    # proximal weight of Alg. 1's backward step (l2 only): beta = beta0 * D_feat^2 / D_in^2 on
+    # [0, 1] pixels
     beta0: float = 0.25
+    # stop a poison once ||f(p) - f(t)|| < this; auto: the smallest distance between two training
+    # features (the paper: 3)
     stop_distance: Any = None
-    lr_decay: bool = False
-    optimize: bool = True
+    lr_decay: bool = False  # algorithm1: reject a step that raises Eq. 1, halve that poison's step
+    optimize: bool = True  # false: watermark only, no crafting (the ablation)
     # authors_e2e with multi_base=false: std of the Gaussian noise added to the target's features
     # for each poison (the official code's single-base arm: 0.05), so the poisons differ
     target_noise: float = 0.05

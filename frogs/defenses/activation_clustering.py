@@ -22,7 +22,8 @@ from frogs.settings import DefenseSettings, JobSettings, require_positive
 @dataclass
 class ActivationClusteringSettings(DefenseSettings):
     """``dims``: ICA components per class; ``max_cluster_fraction``: the largest relative size of
-    a cluster that is still removed, in (0, 0.5]; ``seed``: ICA and k-means initialisation."""
+    a cluster that is still removed, in (0, 0.5] (0.35: ART's default threshold); ``seed``: ICA
+    and k-means initialisation."""
 
     name: str = "activation_clustering"
     dims: int = 10

@@ -26,7 +26,8 @@ KNN_PER_POISON = 2
 
 @dataclass
 class DeepKnnSettings(FilterSettings):
-    """``k``: neighbours that vote; ``auto`` = 2 x ``expected_poisons``."""
+    """``k``: neighbours that vote; ``auto`` = 2 x ``expected_poisons`` (the paper's rule of
+    thumb)."""
 
     name: str = "deep_knn"
     k: Any = "auto"
