@@ -1,0 +1,45 @@
+"""The committed study records stay reachable: every trial id under ``results/`` is what today's
+code gives the study's command, so relaunching a finished study runs nothing (and a change that
+moves ids must ship a migration of these records)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from frogs.config import compose_settings
+from frogs.records import experiment_identity, trial_id
+
+REPO = Path(__file__).resolve().parent.parent
+SWEEPS = REPO / "sweeps"
+# study folder under results/ -> the sweep config its jobs were composed from
+STUDY_SWEEPS = {
+    "e2e_poison_count_cpu": "e2e_poison_count",
+    "e2e_bird_dog_epochs10": "e2e_poison_count",
+}
+JOBS = sorted(
+    path.parent
+    for study in STUDY_SWEEPS
+    for path in (REPO / "results" / study).glob("*/results.jsonl")
+)
+
+
+def test_every_committed_study_folder_is_checked():
+    studies = {path.parent.parent.name for path in (REPO / "results").glob("e2e*/*/results.jsonl")}
+    assert studies <= set(STUDY_SWEEPS), f"add {studies - set(STUDY_SWEEPS)} to STUDY_SWEEPS"
+    assert JOBS, "no committed study records found"
+
+
+@pytest.mark.parametrize("job", JOBS, ids=[f"{j.parent.name}/{j.name}" for j in JOBS])
+def test_committed_trial_ids_are_what_the_study_command_composes(job):
+    settings = compose_settings(
+        job.name.split(","), config_dir=SWEEPS, config_name=STUDY_SWEEPS[job.parent.name]
+    )
+    identity = experiment_identity(settings)
+    records = [json.loads(line) for line in (job / "results.jsonl").read_text().splitlines()]
+    assert records
+    for record in records:
+        index = record["trial_index"]
+        assert trial_id(identity, index) == record["trial_id"], f"trial {index}"
