@@ -342,22 +342,27 @@ class JobSettings:
     attack: AttackSettings = field(default_factory=_default_attack)
     victim: VictimSettings = field(default_factory=_default_victim)
     defense: DefenseSettings = field(default_factory=_default_defense)
-    trials: int = 5
+    trials: int = 5  # targets attacked by this job
+    # first trial index: jobs that split one study's targets use 0, 10, 20, ...
     trial_offset: int = 0
+    # random | outlier (lowest clean confidence among correctly classified) | setups (trial i =
+    # setup i of the setups file; docs/interchange.md)
     target_selection: str = "random"
-    # A poisoning-benchmark setups file (target_selection=setups): trial i is its setup i
-    setups: str | None = None
+    setups: str | None = None  # a poisoning-benchmark setups file, with target_selection=setups
     seed: int = 0
-    device: str = "auto"
-    # auto: bf16 autocast + channels-last where the device does bf16 natively (frogs.precision)
+    device: str = "auto"  # auto | cpu | cuda
+    # bf16 autocast + channels_last: auto = where the device does bf16 natively (CUDA with bf16,
+    # CPUs with AVX512-BF16/AMX; frogs.precision); true | false to force
     amp: Any = "auto"
-    threads: int | None = None
+    threads: int | None = None  # torch CPU threads; null: $SLURM_CPUS_PER_TASK or torch's default
+    # clean models and features, shared by all jobs (the command line: $FROGS_CACHE if set)
     cache_dir: str = "~/.cache/frogs"
+    # target/bases/poisons as tensors + PNG grid under poisons/ (the command line saves them)
     save_poisons: bool = False
-    # frogs (tensors + PNG grid) | benchmark (also poisoning-benchmark's pickles) | both
+    # frogs | benchmark: also poisoning-benchmark's pickles, poisons/benchmark/<i>/
     poison_format: str = "frogs"
-    save_features: bool = False
-    feature_sample: int = 200
+    save_features: bool = False  # penultimate features, clean vs poisoned model, under features/
+    feature_sample: int = 200  # training images per class in the saved feature snapshots
     progress: bool = True
 
 
