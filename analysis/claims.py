@@ -9,12 +9,36 @@ command and estimate.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pandas as pd
 
 Select = Callable[[pd.DataFrame], pd.Series]
+
+
+class Verdict(enum.Enum):
+    """What the report concludes about a claim; the value is the verdict's opening words."""
+
+    REPRODUCED = "reproduced"
+    REPRODUCED_REDUCED = "reproduced at reduced scale"
+    NOT_REPRODUCED = "not reproduced"
+    TOO_FEW = "too few targets for a verdict"
+    NOT_RUN = "not run here"
+
+
+#: The report's figures, by name (written as PNG under ``img/`` beside the report).
+FIGURE_BUDGET = "replication_budget"
+FIGURE_ANGLES = "replication_angles"
+FIGURE_E2E = "replication_e2e"
+FIGURE_OVERLAP = "replication_overlap"
+FIGURE_POISONS = "replication_poisons"
+
+#: The paper's end-to-end victim retrains on every CIFAR-10 training image (Sec. 4).
+PAPER_E2E_TRAIN_SIZE = 50_000
+#: An assumed one-GPU speed-up over this CPU, for the GPU estimates (not measured).
+ASSUMED_GPU_SPEEDUP = 50
 
 #: The end-to-end studies at CPU scale (claims 5-8): a study file of sweeps/ with scale=cpu
 #: (conf/scale/cpu.yaml: the shared clean model in ../shared/models, fewer crafting iterations
@@ -43,14 +67,15 @@ TRANSFER_SCALE = (
     "trained on the 8 CIFAR-10 classes other than the pair (model/pretrain=analog: 16,000 images, "
     "12 epochs), not ImageNet InceptionV3 (2,048 features; its weights cannot be downloaded "
     "here); the head trains on 40 images per class (3-way: 25) so that the samples stay fewer "
-    "than the 99 live features (App. D's condition; the paper: 900 per class against 2,048 "
-    "features); 250 crafting iterations (converged: same outcomes as 1,000 on 6 of 6 targets); "
+    "than the live features (App. D's condition, both from the records above; the paper: 900 per "
+    "class against 2,048 features); 250 crafting iterations (their convergence: the notes); "
     "100 targets per budget (50 per direction) instead of 1,099"
 )
 #: Basis of every GPU estimate (no GPU was lent to the session that measured the CPU times).
 GPU_BASIS = (
-    "estimate, not measured: CPU seconds per paper-scale trial (end-to-end: from the CPU speeds "
-    "measured here; transfer: assumed) divided by 50, an assumed one-GPU speed-up"
+    "estimate, not measured: CPU seconds per paper-scale trial (end-to-end: scaled from the "
+    "stage times of this report's end-to-end records; transfer: assumed) divided by "
+    f"{ASSUMED_GPU_SPEEDUP}, an assumed one-GPU speed-up"
 )
 
 
@@ -167,9 +192,17 @@ class Claim:
     command: str
     scale: str
     paper_command: str
-    #: CPU seconds per trial at the paper's scale, measured or derived here (for the estimate)
-    paper_cpu_seconds_per_trial: float
     paper_trials: int
+    #: the report's figure that shows this claim (one of the ``FIGURE_*`` names)
+    figure: str
+    #: ``transfer`` or ``end_to_end``: the paper's setting the claim is about
+    scenario: str
+    #: CPU seconds per paper-scale trial when assumed; None: scaled from the end-to-end records
+    assumed_paper_trial_s: float | None = None
+    #: this claim's lowest budget reaching ``GOAL_RATE`` is the other claims' headline budget
+    sets_budget: bool = False
+    #: the name of the claim's line in the budget figure (None: not drawn there)
+    budget_series: str | None = None
     #: column splitting the claim's records into arms (the report shows one line per arm)
     arms: str | None = None
     reductions: tuple[Reduction, ...] = field(default_factory=tuple)
@@ -183,18 +216,14 @@ class Claim:
     why_not: str = ""
 
 
-# Measured on this machine (docs/replication.md "Compute"): AlexNet-CIFAR trains at ~360 img/s
-# on 2 cores, and 1,000 batched crafting iterations for 50 poisons take ~270 s.
-_E2E_PAPER_TRIAL_S = 12 * 270 + 10 * 50_000 / 360 + 30
 # Assumed, not measured (no InceptionV3 weights offline): 60 CPU-seconds per paper-scale transfer
 # trial; the report prints the figure beside the estimate.
 _TRANSFER_PAPER_TRIAL_S = 60.0
 _WHY_TRANSFER = (
-    "the analog's extractors (AlexNet-CIFAR, 192 features of which ~100 fire, 79-83 % test "
-    "accuracy on the classes they learnt) are far weaker than ImageNet InceptionV3 (2,048 "
-    "features): within "
-    "8/255 a poison only gets from feature distance ~30 to ~12 of its target (the notes), not "
-    "onto it"
+    "the analog's extractors (AlexNet-CIFAR, 192 features; their live features and accuracy: "
+    "above) are far weaker than ImageNet InceptionV3 (2,048 features): within the budget a "
+    "poison gets only part of the way to its target in feature space (the median distances "
+    "above), not onto it"
 )
 _WHY_E2E = (
     "a reduced run: fewer crafting iterations and retraining epochs than the paper's 12,000 and "
@@ -223,7 +252,10 @@ CLAIMS: tuple[Claim, ...] = (
             "dataset.root=DOG_FISH model=inception_v3 model.weights=IMAGENET1K_V1 "
             "'trial_offset=range(0,1099,10)'"
         ),
-        paper_cpu_seconds_per_trial=_TRANSFER_PAPER_TRIAL_S,
+        figure=FIGURE_BUDGET,
+        scenario="transfer",
+        assumed_paper_trial_s=_TRANSFER_PAPER_TRIAL_S,
+        sets_budget=True,
         paper_trials=1099,
         arms="budget",
         min_n=100,
@@ -239,7 +271,10 @@ CLAIMS: tuple[Claim, ...] = (
         command=TRANSFER_SWEEP,
         scale=TRANSFER_SCALE,
         paper_command="as claim 1, with 'budget=linf2,linf4,linf8,linf16,l2_4,l2_8'",
-        paper_cpu_seconds_per_trial=_TRANSFER_PAPER_TRIAL_S,
+        figure=FIGURE_BUDGET,
+        scenario="transfer",
+        assumed_paper_trial_s=_TRANSFER_PAPER_TRIAL_S,
+        budget_series="pair (claims 1-2)",
         paper_trials=6 * 1099,
         arms="budget",
         min_n=100,
@@ -269,7 +304,9 @@ CLAIMS: tuple[Claim, ...] = (
         ),
         scale=TRANSFER_SCALE,
         paper_command="the transfer_oneshot and e2e_poison_count sweeps (paper scale)",
-        paper_cpu_seconds_per_trial=_TRANSFER_PAPER_TRIAL_S,
+        figure=FIGURE_ANGLES,
+        scenario="transfer",
+        assumed_paper_trial_s=_TRANSFER_PAPER_TRIAL_S,
         paper_trials=1099,
     ),
     Claim(
@@ -288,11 +325,14 @@ CLAIMS: tuple[Claim, ...] = (
         scale=(
             "analog, as claims 1-3, with its own extractor: AlexNet-CIFAR trained on the 7 "
             "CIFAR-10 classes other than bird, dog and cat (model/pretrain=analog: 14,000 images, "
-            "12 epochs; 97.8 % train, 82.5 % test accuracy), 113 live features; the head trains "
-            "on 25 images per class (75 samples); 250 crafting iterations; L-inf 8/255"
+            "12 epochs; its accuracy and live features: above); the head trains on 25 images per "
+            "class (75 samples); 250 crafting iterations; L-inf 8/255"
         ),
         paper_command="as claim 1 with the dog / fish / cat folders",
-        paper_cpu_seconds_per_trial=_TRANSFER_PAPER_TRIAL_S,
+        figure=FIGURE_BUDGET,
+        scenario="transfer",
+        assumed_paper_trial_s=_TRANSFER_PAPER_TRIAL_S,
+        budget_series="3-way (claim 4)",
         paper_trials=100,
         arms="budget",
         min_n=100,
@@ -318,7 +358,8 @@ CLAIMS: tuple[Claim, ...] = (
             "frogs --config-dir sweeps --config-name e2e_poison_count "
             "attack.num_poisons=50 attack.opacity=0.3 attack.pool=50 pair=bird_dog"
         ),
-        paper_cpu_seconds_per_trial=_E2E_PAPER_TRIAL_S,
+        figure=FIGURE_OVERLAP,
+        scenario="end_to_end",
         paper_trials=30,
         reductions=E2E_REDUCTIONS,
         min_n=20,
@@ -337,7 +378,8 @@ CLAIMS: tuple[Claim, ...] = (
         ),
         scale=f"{_E2E_SCALE}; 10 targets per arm instead of 50",
         paper_command="frogs --config-dir sweeps --config-name e2e_outliers",
-        paper_cpu_seconds_per_trial=_E2E_PAPER_TRIAL_S,
+        figure=FIGURE_E2E,
+        scenario="end_to_end",
         paper_trials=100,
         arms="target_selection",
     ),
@@ -364,7 +406,8 @@ CLAIMS: tuple[Claim, ...] = (
             "bird -> dog only"
         ),
         paper_command="frogs --config-dir sweeps --config-name e2e_poison_count",
-        paper_cpu_seconds_per_trial=_E2E_PAPER_TRIAL_S,
+        figure=FIGURE_POISONS,
+        scenario="end_to_end",
         paper_trials=1800,
         arms="arm",
     ),
@@ -386,7 +429,8 @@ CLAIMS: tuple[Claim, ...] = (
         ),
         scale=f"{_E2E_SCALE}; 10 targets per arm instead of 30",
         paper_command="frogs --config-dir sweeps --config-name e2e_ablation",
-        paper_cpu_seconds_per_trial=_E2E_PAPER_TRIAL_S,
+        figure=FIGURE_E2E,
+        scenario="end_to_end",
         paper_trials=120,
         arms="arm",
     ),

@@ -104,7 +104,7 @@ def _replication(
     path, results = write_replication(frame, out, _command(argv), text)
     print()
     for row in results:
-        print(f"claim {row.claim.key} ({row.claim.title}): {row.number} -> {row.verdict}")
+        print(f"claim {row.claim.key} ({row.claim.title}): {row.number} -> {row.verdict_text}")
     logger.info("wrote %s", path)
 
 

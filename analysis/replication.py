@@ -17,7 +17,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.claims import CLAIMS, GPU_BASIS, Claim, Reduction, comparison_runs
+from analysis.claims import (
+    ASSUMED_GPU_SPEEDUP,
+    CLAIMS,
+    E2E_REDUCTIONS,
+    FIGURE_ANGLES,
+    FIGURE_BUDGET,
+    FIGURE_E2E,
+    FIGURE_OVERLAP,
+    FIGURE_POISONS,
+    GPU_BASIS,
+    PAPER_E2E_TRAIN_SIZE,
+    Claim,
+    Reduction,
+    Verdict,
+    comparison_runs,
+)
 from analysis.outputs import atomic_write_text, save_figure
 from analysis.plotting import palette_for, style, subplots
 from analysis.stats import (
@@ -28,26 +43,25 @@ from analysis.stats import (
     wilson_interval,
 )
 
+__all__ = [
+    "FIGURE_ANGLES",
+    "FIGURE_BUDGET",
+    "FIGURE_E2E",
+    "FIGURE_OVERLAP",
+    "FIGURE_POISONS",
+    "ClaimResult",
+    "measure_claims",
+    "render",
+    "write_replication",
+]
+
 #: The goal of claim 2: the smallest L-inf budget with at least this one-shot success rate.
 GOAL_RATE = 0.9
 GOAL_MAX_EPS_255 = 8.0
-#: The report's figures, by name (written as PNG under ``img/`` beside the report).
-FIGURE_BUDGET = "replication_budget"
-FIGURE_ANGLES = "replication_angles"
-FIGURE_E2E = "replication_e2e"
-FIGURE_OVERLAP = "replication_overlap"
-FIGURE_POISONS = "replication_poisons"
-_FIGURE_OF = {
-    "1": FIGURE_BUDGET,
-    "2": FIGURE_BUDGET,
-    "3": FIGURE_ANGLES,
-    "4": FIGURE_BUDGET,
-    "5": FIGURE_OVERLAP,
-    "6": FIGURE_E2E,
-    "7": FIGURE_POISONS,
-    "8": FIGURE_E2E,
-}
-_PIXELS_CIFAR = 32 * 32 * 3
+#: App. C's budget (L-inf, /255), where claim 2's paper number is stated.
+APP_C_EPS_255 = 2.0
+#: The headline budget when no claim sets one: the paper's usual L-inf 8/255.
+DEFAULT_HEADLINE_EPS_255 = 8.0
 _TIME_COLUMNS = ("craft_s", "retrain_s", "eval_s")
 
 
@@ -76,7 +90,8 @@ class Rate:
 
 @dataclass
 class ClaimResult:
-    """What the report says about one claim."""
+    """What the report says about one claim: its number, the verdict (a ``Verdict`` and the
+    reason in words), the records it rests on and the paper-scale estimate."""
 
     claim: Claim
     records: pd.DataFrame
@@ -84,41 +99,64 @@ class ClaimResult:
     rate: Rate | None = None
     psnr_median: float | None = None
     linf255_max: float | None = None
-    verdict: str = "not run here"
+    verdict: Verdict = Verdict.NOT_RUN
+    reason: str = ""
+    #: the verdict the records gave before the claim's minimum n was checked
+    measured: Verdict = Verdict.NOT_RUN
     arms: pd.DataFrame | None = None
     details: list[str] = field(default_factory=list)
     reductions: list[str] = field(default_factory=list)
     wall_s: float = 0.0
+    #: CPU seconds per paper-scale trial behind the GPU estimate (None: nothing to scale from)
+    paper_trial_s: float | None = None
 
     @property
     def figure(self) -> str:
-        return _FIGURE_OF[self.claim.key]
+        return self.claim.figure
+
+    @property
+    def verdict_text(self) -> str:
+        """The verdict as the report prints it: its opening words, then the reason."""
+        return f"{self.verdict.value}: {self.reason}" if self.reason else self.verdict.value
+
+    def conclude(self, verdict: Verdict, reason: str = "") -> None:
+        self.verdict = self.measured = verdict
+        self.reason = reason
 
 
-def budget_label(frame: pd.DataFrame) -> pd.Series:
-    """``linf 8/255`` or ``l2 1.739 (8/255 per pixel)`` for each record's budget."""
+def budget_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """Each record's budget as ``budget`` (the label: ``linf 8/255``, ``l2 1.74 (8/255 per
+    pixel)``, ``l2 unbounded``), ``budget_norm`` and ``budget_radius_255`` (the L-inf radius, or
+    an L2 radius's per-pixel equivalent, in /255; from the record's ``image_values`` for L2, NaN
+    when unknown or unbounded)."""
 
-    def label(row: pd.Series) -> str:
-        eps = row.get("eps")
-        if row.get("constraint") == "linf":
-            return f"linf {float(row['eps_255']):g}/255"
-        if eps is None or (isinstance(eps, float) and math.isnan(eps)):
-            return "l2 unbounded"
-        per_pixel = float(eps) / math.sqrt(_PIXELS_CIFAR) * 255
-        return f"l2 {float(eps):.3g} ({per_pixel:.0f}/255 per pixel)"
+    def one(row: pd.Series) -> tuple[str, str, float]:
+        norm = row.get("constraint")
+        if norm == "linf":
+            radius = float(row["eps_255"])
+            return f"linf {radius:g}/255", "linf", radius
+        eps = pd.to_numeric(row.get("eps"), errors="coerce")
+        if pd.isna(eps):
+            return "l2 unbounded", "l2", math.nan
+        values = pd.to_numeric(row.get("image_values"), errors="coerce")
+        if pd.isna(values):
+            return f"l2 {float(eps):.3g}", "l2", math.nan
+        per_pixel = float(eps) / math.sqrt(float(values)) * 255
+        return f"l2 {float(eps):.3g} ({per_pixel:.0f}/255 per pixel)", "l2", per_pixel
 
-    return frame.apply(label, axis=1) if len(frame) else pd.Series(dtype=object)
+    names = ["budget", "budget_norm", "budget_radius_255"]
+    if not len(frame):
+        return pd.DataFrame(columns=names, index=frame.index)
+    return pd.DataFrame(frame.apply(one, axis=1).tolist(), columns=names, index=frame.index)
 
 
-def budget_order(label: str) -> tuple[int, float]:
-    """Sort key: L-inf budgets first, then L2, each by radius."""
-    kind, _, rest = label.partition(" ")
-    number = rest.split("/")[0].split(" ")[0]
-    try:
-        radius = float(number)
-    except ValueError:
-        radius = math.inf
-    return (0 if kind == "linf" else 1, radius)
+def _budget_sort(arms: pd.DataFrame) -> pd.DataFrame:
+    """Arms in ladder order: L-inf budgets first, then L2, each by radius (unbounded last)."""
+    key = pd.DataFrame(
+        {"norm": arms["budget_norm"].ne("linf"), "radius": arms["budget_radius_255"].fillna(np.inf)}
+    )
+    order = key.sort_values(["norm", "radius"], kind="stable").index
+    return arms.loc[order].reset_index(drop=True)
 
 
 def arm_label(frame: pd.DataFrame) -> pd.Series:
@@ -134,9 +172,10 @@ def arm_label(frame: pd.DataFrame) -> pd.Series:
 
 
 def with_labels(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` with the ``budget`` and ``arm`` columns the claims group by."""
+    """``frame`` with the budget columns (``budget_columns``) and the ``arm`` column the claims
+    group by."""
     out = frame.copy()
-    out["budget"] = budget_label(out)
+    out[["budget", "budget_norm", "budget_radius_255"]] = budget_columns(out)
     needed = ("attack.num_poisons", "attack.opacity", "attack.multi_base", "attack.optimize")
     out["arm"] = arm_label(out) if all(c in out for c in needed) else None
     return out
@@ -171,7 +210,8 @@ def arm_table(rows: pd.DataFrame, by: str) -> pd.DataFrame:
     table["acc_drop_pt"] = table[by].map(lambda arm: extras[arm][0])
     table["wall_min"] = table[by].map(lambda arm: extras[arm][1])
     if by == "budget" and len(table):
-        table = table.sort_values(by, key=lambda s: s.map(budget_order)).reset_index(drop=True)
+        first = rows.groupby("budget")[["budget_norm", "budget_radius_255"]].first()
+        table = _budget_sort(table.join(first, on="budget"))
     return table
 
 
@@ -195,39 +235,42 @@ def wall_seconds(rows: pd.DataFrame) -> float:
 
 def reported_budget(arms: pd.DataFrame) -> str | None:
     """The smallest L-inf budget at which the one-shot rate reaches ``GOAL_RATE``."""
-    linf = arms[arms["budget"].str.startswith("linf")]
-    reached = linf[linf["rate"] >= GOAL_RATE]
+    reached = arms[arms["budget_norm"].eq("linf") & (arms["rate"] >= GOAL_RATE)]
     return None if reached.empty else str(reached.iloc[0]["budget"])
 
 
-def _scale_word(claim: Claim) -> str:
-    return "reproduced at reduced scale" if claim.reduced else "reproduced"
+def _reproduced(claim: Claim) -> Verdict:
+    return Verdict.REPRODUCED_REDUCED if claim.reduced else Verdict.REPRODUCED
 
 
-def _rate_verdict(claim: Claim, rate: Rate, psnr: float | None) -> str:
+def _rate_verdict(
+    claim: Claim, rate: Rate, psnr: float | None, whose: str = "the paper's"
+) -> tuple[Verdict, str]:
     """Reproduced when the paper's rate lies inside frogs' 95 % interval."""
     assert claim.paper_value is not None
     low, high = rate.interval
     paper = 100 * claim.paper_value
     if low <= claim.paper_value <= high:
-        return f"{_scale_word(claim)}: the paper's {paper:.0f} % lies in frogs' 95 % CI"
+        return _reproduced(claim), f"{whose} {paper:.0f} % lies in frogs' 95 % CI"
     side = "below" if rate.rate < claim.paper_value else "above"
     why = (
-        f"not reproduced: {100 * rate.rate:.0f} % is {side} the paper's {paper:.0f} % "
+        f"{100 * rate.rate:.0f} % is {side} {whose} {paper:.0f} % "
         f"(95 % CI {100 * low:.0f}-{100 * high:.0f} %)"
     )
     if side == "above" and psnr is not None and psnr < 30:
         why += f"; poisons are visible (median PSNR {psnr:.1f} dB): a bug, not a result"
-    return why
+    return Verdict.NOT_REPRODUCED, why
 
 
 def _headline_rows(rows: pd.DataFrame, budget: str | None) -> pd.DataFrame:
     """The rows at the reported budget, else at L-inf 8/255, else at the most-run budget."""
     if budget is not None and budget in set(rows["budget"]):
         return rows[rows["budget"] == budget]
-    linf8 = rows[rows["budget"] == "linf 8/255"]
-    if len(linf8):
-        return linf8
+    default = rows["budget_norm"].eq("linf") & rows["budget_radius_255"].eq(
+        DEFAULT_HEADLINE_EPS_255
+    )
+    if default.any():
+        return rows[default]
     counts = rows["budget"].value_counts()
     return rows[rows["budget"] == counts.index[0]]
 
@@ -256,11 +299,12 @@ def _success_claim(result: ClaimResult, budget: str | None) -> None:
                 f"head training samples {size:.0f} vs feature rank {rank:.0f} "
                 f"(live units {_median(rows, 'victim_live_features'):.0f})"
             )
+        result.details += _extractor_details(rows)
     result.rate = rate_of(rows)
     result.number = result.rate.text()
     result.psnr_median = _median(rows, "poison_psnr_base_worst")
     result.linf255_max = _max(rows, "poison_linf255_base_worst")
-    result.verdict = _rate_verdict(claim, result.rate, result.psnr_median)
+    result.conclude(*_rate_verdict(claim, result.rate, result.psnr_median))
     controls = rows.get("control_success")
     if controls is not None:
         result.details.append(
@@ -269,13 +313,31 @@ def _success_claim(result: ClaimResult, budget: str | None) -> None:
         )
 
 
+def _extractor_details(rows: pd.DataFrame) -> list[str]:
+    """A transfer claim's extractor and how far its poisons got, from the records."""
+    details = []
+    train, test = _median(rows, "clean_train_acc"), _median(rows, "clean_test_acc")
+    if test is not None:
+        details.append(
+            f"extractor (from the records): {_fmt(None if train is None else 100 * train)} % "
+            f"train, {100 * test:.1f} % test accuracy on the classes it learnt"
+        )
+    before, after = _median(rows, "feat_dist_before"), _median(rows, "feat_dist_after")
+    if before is not None and after is not None:
+        details.append(
+            f"median poison-target feature distance: {_fmt(before)} at the start -> "
+            f"{_fmt(after)} crafted"
+        )
+    return details
+
+
 def _curve_claim(result: ClaimResult) -> None:
     result.arms = arm_table(result.records, "budget")
     arms = result.arms
     reached = reported_budget(arms)
-    two = arms[arms["budget"] == "linf 2/255"]
+    two = arms[arms["budget_norm"].eq("linf") & arms["budget_radius_255"].eq(APP_C_EPS_255)]
     if reached is not None:
-        eps = float(reached.split(" ")[1].split("/")[0])
+        eps = float(arms.loc[arms["budget"] == reached, "budget_radius_255"].iloc[0])
         goal = "met" if eps <= GOAL_MAX_EPS_255 else "not met"
         result.number = f"smallest L-inf budget with >= {100 * GOAL_RATE:.0f} %: {reached}"
         result.details.append(f"goal (>= 90 % at <= 8/255): {goal}")
@@ -289,12 +351,14 @@ def _curve_claim(result: ClaimResult) -> None:
     if len(two):
         rate = Rate(int(two.iloc[0]["successes"]), int(two.iloc[0]["n"]))
         result.rate = rate
-        result.verdict = _rate_verdict(result.claim, rate, two.iloc[0]["psnr_median"])
-        result.verdict = result.verdict.replace("the paper's", "App. C's") + " (at 2/255)"
+        verdict, why = _rate_verdict(
+            result.claim, rate, two.iloc[0]["psnr_median"], whose="App. C's"
+        )
+        result.conclude(verdict, f"{why} (at {APP_C_EPS_255:g}/255)")
         result.psnr_median = two.iloc[0]["psnr_median"]
         result.linf255_max = two.iloc[0]["linf255_max"]
     else:
-        result.verdict = "not run here at 2/255"
+        result.conclude(Verdict.NOT_RUN, f"no records at L-inf {APP_C_EPS_255:g}/255")
 
 
 def angle_groups(
@@ -338,35 +402,52 @@ def _angle_claim(result: ClaimResult, budget: str | None) -> None:
             f"{low:.2f}-{high:.2f}); the control itself moved {drift:.2f} deg from the clean model"
         )
     result.number = "; ".join(parts) if parts else "not run here"
-    verdicts = []
+    paper_deg = result.claim.paper_value
+    assert paper_deg is not None
+    checks: list[tuple[bool, str]] = []  # (reproduced, what)
     if len(crafted):
         mean = float(crafted["angular_deviation_deg"].astype(float).mean())
-        ratio = mean / 23.0
+        ratio = mean / paper_deg
         same_order = 0.5 <= ratio <= 2
-        verdicts.append(
-            f"transfer {mean:.1f} deg = {ratio:.2f} x the paper's 23 deg: "
-            + ("same order (within 2x)" if same_order else "not reproduced (not within 2x)")
+        checks.append(
+            (
+                same_order,
+                f"transfer {mean:.1f} deg = {ratio:.2f} x the paper's {paper_deg:g} deg: "
+                + ("same order (within 2x)" if same_order else "not within 2x"),
+            )
         )
         if len(floor):
             floor_mean = float(floor["angular_deviation_deg"].astype(float).mean())
-            verdicts.append(
-                f"{floor_mean:.1f} deg of it is the noise floor"
-                if floor_mean < mean
-                else "not above the noise floor"
+            above = floor_mean < mean
+            checks.append(
+                (
+                    above,
+                    f"{floor_mean:.1f} deg of it is the noise floor"
+                    if above
+                    else "not above the noise floor",
+                )
             )
         first = _first_epoch_share(crafted)
         if first is not None:
-            verdicts.append(
-                "mostly in the first epoch: "
-                + ("reproduced" if first >= 0.5 else f"not reproduced ({100 * first:.0f} %)")
+            checks.append(
+                (
+                    first >= 0.5,
+                    "mostly in the first epoch"
+                    + ("" if first >= 0.5 else f": no ({100 * first:.0f} % of it)"),
+                )
             )
     if len(e2e):
         mean = float(e2e["angular_deviation_deg"].astype(float).mean())
-        verdicts.append(
-            "end-to-end fractions of a degree: "
-            + ("reproduced at reduced scale" if mean < 1 else "not reproduced")
+        checks.append(
+            (
+                mean < 1,
+                "end-to-end fractions of a degree" + ("" if mean < 1 else f": no ({mean:.2f} deg)"),
+            )
         )
-    result.verdict = "; ".join(verdicts) if verdicts else "not run here"
+    if checks:
+        failed = [what for ok, what in checks if not ok]
+        verdict = Verdict.NOT_REPRODUCED if failed else _reproduced(result.claim)
+        result.conclude(verdict, "; ".join(what for _, what in checks))
 
 
 def _first_epoch_share(rows: pd.DataFrame) -> float | None:
@@ -390,14 +471,14 @@ def _outlier_claim(result: ClaimResult) -> None:
         )
         overlap = out["ci_low"] <= rnd["ci_high"] and rnd["ci_low"] <= out["ci_high"]
         direction = out["rate"] > rnd["rate"]
-        result.verdict = (
-            "direction reproduced at reduced scale"
-            if direction
-            else "not reproduced: outliers do not beat random targets"
-        ) + ("; the intervals overlap (not significant at this n)" if overlap else "")
+        result.conclude(
+            _reproduced(result.claim) if direction else Verdict.NOT_REPRODUCED,
+            ("outliers beat random targets" if direction else "outliers do not beat random targets")
+            + ("; the intervals overlap (not significant at this n)" if overlap else ""),
+        )
     else:
         result.number = "one arm only"
-        result.verdict = "not run here: needs both outlier and random targets"
+        result.conclude(Verdict.NOT_RUN, "needs both outlier and random targets")
     result.psnr_median = _median(result.records, "poison_psnr_base_worst")
     result.linf255_max = _max(result.records, "poison_linf255_base_worst")
 
@@ -407,7 +488,7 @@ def _monotone_claim(result: ClaimResult) -> None:
     result.arms = arm_table(rows, "arm")
     if rows["attack.num_poisons"].nunique() < 2:
         result.number = f"one poison count only ({int(rows['attack.num_poisons'].iloc[0])})"
-        result.verdict = "not run here: needs at least two poison counts"
+        result.conclude(Verdict.NOT_RUN, "needs at least two poison counts")
         return
     from scipy.stats import spearmanr
 
@@ -416,9 +497,11 @@ def _monotone_claim(result: ClaimResult) -> None:
         f"Spearman rho(#poisons, success) = {per_trial.statistic:.2f} over {len(rows)} trials"
     )
     rising = per_trial.statistic > 0
-    result.verdict = (
-        "rise reproduced at reduced scale" if rising else "not reproduced: no rise with #poisons"
-    ) + f" (p = {per_trial.pvalue:.2g})"
+    result.conclude(
+        _reproduced(result.claim) if rising else Verdict.NOT_REPRODUCED,
+        ("success rises with #poisons" if rising else "no rise with #poisons")
+        + f" (p = {per_trial.pvalue:.2g})",
+    )
     result.psnr_median = _median(rows, "poison_psnr_base_worst")
     result.linf255_max = _max(rows, "poison_linf255_base_worst")
 
@@ -431,15 +514,16 @@ def _ablation_claim(result: ClaimResult) -> None:
     full = rates.get("full")
     if full is None or len(rates) < 2:
         result.number = "needs the full arm and at least one ablated arm"
-        result.verdict = "not run here"
+        result.conclude(Verdict.NOT_RUN)
         return
     result.number = ", ".join(f"{arm} {100 * rate:.0f} %" for arm, rate in rates.items())
     beaten = [arm for arm, rate in rates.items() if arm != "full" and rate >= full]
-    result.verdict = (
-        "reproduced at reduced scale: the full recipe beats every ablated arm"
-        if not beaten
-        else f"not reproduced: {', '.join(beaten)} match or beat the full recipe"
-    )
+    if beaten:
+        result.conclude(
+            Verdict.NOT_REPRODUCED, f"{', '.join(beaten)} match or beat the full recipe"
+        )
+    else:
+        result.conclude(_reproduced(result.claim), "the full recipe beats every ablated arm")
     result.psnr_median = _median(rows, "poison_psnr_base_worst")
     result.linf255_max = _max(rows, "poison_linf255_base_worst")
 
@@ -519,7 +603,7 @@ def measure_claim(claim: Claim, frame: pd.DataFrame, budget: str | None) -> Clai
         missing = [arm for arm in claim.expected_arms if arm not in set(result.arms.iloc[:, 0])]
         if missing:
             result.details.append(f"arms not run here: {', '.join(missing)}")
-    if claim.why_not and "not reproduced" in result.verdict:
+    if claim.why_not and result.measured is Verdict.NOT_REPRODUCED:
         result.details.append(f"why not reproduced here: {claim.why_not}")
     return result
 
@@ -587,31 +671,76 @@ def _enough(result: ClaimResult) -> None:
     counts = [result.rate.n] if result.rate is not None else []
     if result.arms is not None and "n" in result.arms and result.claim.metric != "success":
         counts = list(result.arms["n"])
-    if counts and min(counts) < result.claim.min_n and not result.verdict.startswith("not run"):
-        result.verdict = (
-            f"too few targets for a verdict (n = {min(counts)} < {result.claim.min_n} per arm); "
-            f"as measured: {result.verdict}"
+    if counts and min(counts) < result.claim.min_n and result.verdict is not Verdict.NOT_RUN:
+        as_measured = result.verdict_text
+        result.verdict = Verdict.TOO_FEW
+        result.reason = (
+            f"n = {min(counts)} < {result.claim.min_n} per arm; as measured: {as_measured}"
         )
 
 
+def headline_budget(results: Sequence[ClaimResult]) -> str | None:
+    """The budget the claim that sets it reports (``Claim.sets_budget``), if any."""
+    for result in results:
+        if result.claim.sets_budget and result.arms is not None:
+            return reported_budget(result.arms)
+    return None
+
+
+#: The trial stage whose time each end-to-end reduction scales.
+_STAGE_OF_REDUCTION = {"attack.iters": "craft_s", "victim.epochs": "retrain_s"}
+
+
+def e2e_paper_trial_seconds(ok: pd.DataFrame) -> float | None:
+    """CPU seconds of one paper-scale end-to-end trial, scaled from the records' own stage times
+    (the median over trials that crafted their poisons): each stage of ``_STAGE_OF_REDUCTION`` by
+    its reduction (to the paper's value, ``E2E_REDUCTIONS``), retraining also by training images
+    (to ``PAPER_E2E_TRAIN_SIZE``), evaluation as run. None without such records."""
+    columns = {"craft_s", "retrain_s", "eval_s", "victim_train_size"}
+    columns |= {reduction.column for reduction in E2E_REDUCTIONS}
+    if ok.empty or not columns | {"scenario"} <= set(ok):
+        return None
+    rows = ok[ok["scenario"].eq("end_to_end")]
+    if "poisons_reused" in rows:
+        rows = rows[~rows["poisons_reused"].astype(object).eq(True)]
+    number = {column: pd.to_numeric(rows[column], errors="coerce") for column in columns}
+    stages = {stage: number[stage] for stage in ("craft_s", "retrain_s", "eval_s")}
+    for reduction in E2E_REDUCTIONS:
+        stage = _STAGE_OF_REDUCTION[reduction.column]
+        stages[stage] = stages[stage] * float(reduction.full) / number[reduction.column]
+    stages["retrain_s"] = stages["retrain_s"] * PAPER_E2E_TRAIN_SIZE / number["victim_train_size"]
+    seconds = sum(stages.values()).dropna()
+    return float(seconds.median()) if len(seconds) else None
+
+
 def measure_claims(frame: pd.DataFrame, claims: Sequence[Claim] = CLAIMS) -> list[ClaimResult]:
-    """Every claim measured on the ok records of ``frame``."""
+    """Every claim measured on the ok records of ``frame``; a claim that sets the headline
+    budget is measured before the ones that use it."""
     ok = with_labels(ok_trials(frame))
+    e2e_trial_s = e2e_paper_trial_seconds(ok)
+    setters = [c for c in claims if c.sets_budget]
     results: dict[str, ClaimResult] = {}
-    budget = None
+    for claim in setters:
+        results[claim.key] = measure_claim(claim, ok, None)
+    budget = headline_budget(list(results.values()))
     for claim in claims:
-        results[claim.key] = measure_claim(claim, ok, budget)
-        if claim.key == "1" and results["1"].arms is not None:
-            budget = reported_budget(results["1"].arms)
+        if claim.key not in results:
+            results[claim.key] = measure_claim(claim, ok, budget)
+    for result in results.values():
+        assumed = result.claim.assumed_paper_trial_s
+        result.paper_trial_s = assumed if assumed is not None else e2e_trial_s
     return [results[c.key] for c in claims]
 
 
-def gpu_estimate(claim: Claim) -> str:
+def gpu_estimate(result: ClaimResult) -> str:
     """The paper-scale run's GPU time, from its CPU seconds per trial and an assumed speed-up."""
-    hours = claim.paper_trials * claim.paper_cpu_seconds_per_trial / 50 / 3600
+    claim, seconds = result.claim, result.paper_trial_s
+    if seconds is None:
+        return "no GPU estimate: no end-to-end records with stage times to scale from"
+    hours = claim.paper_trials * seconds / ASSUMED_GPU_SPEEDUP / 3600
     return (
         f"~{hours:.1f} GPU-hours for {claim.paper_trials} trials at "
-        f"{claim.paper_cpu_seconds_per_trial:,.0f} CPU-s each ({GPU_BASIS})"
+        f"{seconds:,.0f} CPU-s each ({GPU_BASIS})"
     )
 
 
@@ -623,16 +752,16 @@ def plot_budget(results: Sequence[ClaimResult], out_dir: Path) -> list[Path]:
     fig, (ax,) = subplots(1, width=7.0)
     series = []
     for result in results:
-        if result.claim.key in ("2", "4") and result.arms is not None and "budget" in result.arms:
-            name = "pair (claims 1-2)" if result.claim.key == "2" else "3-way (claim 4)"
+        name = result.claim.budget_series
+        if name and result.arms is not None and "budget_radius_255" in result.arms:
             series.append((name, result.arms))
     colours = palette_for([name for name, _ in series] or ["none"])
     for name, arms in series:
         for kind, marker in (("linf", "o"), ("l2", "s")):
-            part = arms[arms["budget"].str.startswith(kind)]
+            part = arms[arms["budget_norm"].eq(kind) & arms["budget_radius_255"].notna()]
             if part.empty:
                 continue
-            x = part["budget"].map(_per_pixel_255)
+            x = part["budget_radius_255"]
             ax.errorbar(
                 x,
                 part["rate"],
@@ -655,17 +784,10 @@ def plot_budget(results: Sequence[ClaimResult], out_dir: Path) -> list[Path]:
     return save_figure(fig, out_dir, FIGURE_BUDGET, formats=("png",))
 
 
-def _per_pixel_255(label: str) -> float:
-    kind, _, rest = label.partition(" ")
-    if kind == "linf":
-        return float(rest.split("/")[0])
-    return float(rest.split("(")[1].split("/")[0])
-
-
 def plot_angles(results: Sequence[ClaimResult], out_dir: Path, budget: str | None) -> list[Path]:
     """Angular deviation per retraining epoch (claim 3): crafted, noise floor, end-to-end."""
     fig, axes = subplots(2, width=5.5)
-    result = next(r for r in results if r.claim.key == "3")
+    result = next(r for r in results if r.claim.figure == FIGURE_ANGLES)
     groups = []
     if len(result.records):
         crafted, floor, e2e = angle_groups(result.records, budget)
@@ -694,7 +816,9 @@ def plot_angles(results: Sequence[ClaimResult], out_dir: Path, budget: str | Non
         if axis == 1 and "control_drift_deg" in part:
             drift = pd.to_numeric(part["control_drift_deg"], errors="coerce").median()
             axes[1].axhline(drift, color="grey", ls=":", lw=1, label="control vs clean model")
-    axes[0].axhline(23.0, color="grey", ls=":", lw=1, label="paper: 23 deg")
+    if result.claim.paper_value is not None:
+        paper_deg = result.claim.paper_value
+        axes[0].axhline(paper_deg, color="grey", ls=":", lw=1, label=f"paper: {paper_deg:g} deg")
     axes[0].set(
         xlabel="head retraining epoch", ylabel="angle to the control (deg)", title="Transfer"
     )
@@ -709,7 +833,7 @@ def plot_e2e(results: Sequence[ClaimResult], out_dir: Path) -> list[Path]:
     """End-to-end success rates with Wilson intervals (claims 5-8), one bar per arm."""
     bars = []
     for result in results:
-        if result.claim.key not in ("5", "6", "7", "8") or result.records.empty:
+        if result.claim.scenario != "end_to_end" or result.records.empty:
             continue
         if result.arms is not None and len(result.arms):
             column = result.arms.columns[0]
@@ -737,9 +861,10 @@ def plot_e2e(results: Sequence[ClaimResult], out_dir: Path) -> list[Path]:
     return save_figure(fig, out_dir, FIGURE_E2E, formats=("png",))
 
 
-def _records_of(results: Sequence[ClaimResult], key: str) -> pd.DataFrame:
+def _records_of(results: Sequence[ClaimResult], figure: str) -> pd.DataFrame:
+    """The records of the claim that ``figure`` shows (none when no claim has it)."""
     for result in results:
-        if result.claim.key == key:
+        if result.claim.figure == figure:
             return result.records
     return pd.DataFrame()
 
@@ -748,7 +873,7 @@ def plot_overlap(results: Sequence[ClaimResult], out_dir: Path) -> list[Path]:
     """Claim 5's overlap, per trial: the poisons' mean and closest feature distance to the target
     against the target's distance to its nearest clean training image. Below the diagonal, the
     poisons are closer to the target than any clean training image (the overlap criterion)."""
-    rows = _records_of(results, "5")
+    rows = _records_of(results, FIGURE_OVERLAP)
     fig, (ax,) = subplots(1, width=6.0)
     needed = {"target_nn_train_dist", "feat_dist_after", "feat_dist_after_min", "success"}
     if rows.empty or not needed <= set(rows):
@@ -780,7 +905,7 @@ def plot_overlap(results: Sequence[ClaimResult], out_dir: Path) -> list[Path]:
 
 def plot_poisons(results: Sequence[ClaimResult], out_dir: Path) -> list[Path]:
     """Claim 7: success against the number of poisons, one line per opacity, Wilson intervals."""
-    rows = _records_of(results, "7")
+    rows = _records_of(results, FIGURE_POISONS)
     fig, (ax,) = subplots(1, width=6.0)
     if rows.empty:
         ax.text(0.5, 0.5, "no records", ha="center", transform=ax.transAxes)
@@ -863,7 +988,7 @@ def render(
     for r in results:
         lines.append(
             f"| {r.claim.key} | {r.claim.title} | {r.claim.paper} | {r.number} | "
-            f"{_fmt(r.psnr_median)} | {_fmt(r.linf255_max)} | {r.verdict} |"
+            f"{_fmt(r.psnr_median)} | {_fmt(r.linf255_max)} | {r.verdict_text} |"
         )
     if notes:
         lines += ["", notes.strip()]
@@ -871,7 +996,7 @@ def render(
         lines += ["", f"## {r.claim.key}. {r.claim.title}", ""]
         lines.append(f"- paper: {r.claim.paper}")
         lines.append(f"- frogs: {r.number}")
-        lines.append(f"- verdict: {r.verdict}")
+        lines.append(f"- verdict: {r.verdict_text}")
         lines += [f"- {detail}" for detail in r.details]
         status = "as run here" if not r.records.empty else "not run here; the command would be"
         lines.append(f"- command ({status}): `{r.claim.command}`")
@@ -882,7 +1007,7 @@ def render(
             names = ", ".join(red.what for red in r.claim.reductions)
             lines.append(f"- reductions not yet measured on paired targets: {names}")
         lines.append(f"- wall time here: {r.wall_s / 60:.1f} min of trial stages")
-        lines.append(f"- paper scale: `{r.claim.paper_command}`; {gpu_estimate(r.claim)}")
+        lines.append(f"- paper scale: `{r.claim.paper_command}`; {gpu_estimate(r)}")
         lines.append(f"- figure: ![{r.figure}](img/{r.figure}.png)")
         if r.arms is not None and len(r.arms):
             lines += ["", *_arm_markdown(r.arms)]
@@ -904,10 +1029,7 @@ def write_replication(
     """Measure every claim, draw the figures into ``out.parent / img`` and write ``out``."""
     results = measure_claims(frame)
     images = out.parent / "img"
-    budget = next(
-        (reported_budget(r.arms) for r in results if r.claim.key == "1" and r.arms is not None),
-        None,
-    )
+    budget = headline_budget(results)
     with style():
         plot_budget(results, images)
         plot_angles(results, images, budget)

@@ -318,6 +318,7 @@ def clean_model_fields(job: Job) -> dict[str, Any]:
         "victim_live_features": victim.live_features,
         "victim_feature_rank": victim.feature_rank,
         "victim_train_size": len(victim.train_y),
+        "image_values": math.prod(victim.train_x.shape[1:]),
         "test_duplicates_removed": victim.test_duplicates_removed,
     }
 

@@ -386,6 +386,17 @@ def write_job(tmp_path: Path) -> Callable[..., Path]:
     return write
 
 
+@pytest.fixture
+def frame_of(write_job) -> Callable[[Iterable[dict[str, Any]]], Any]:
+    """``frame_of(records)``: the records written as one job and loaded back as the analysis
+    frame (``analysis.load.load_records``)."""
+
+    def load(records: Iterable[dict[str, Any]]):
+        return load_module.load_records(write_job(records).parent).frame
+
+    return load
+
+
 def save_trial_tensors(job_dir: Path, index: int, channels: int = 3, seed: int = 0) -> dict:
     """Write ``poisons/trial_<i>.pt`` and ``features/trial_<i>.pt`` (docs/records.md) under
     ``job_dir``; return the record fields that point at them."""

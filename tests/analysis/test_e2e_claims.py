@@ -9,8 +9,7 @@ import statistics
 import pandas as pd
 import pytest
 
-from analysis.claims import E2E_REDUCTIONS, comparison_runs
-from analysis.load import load_records
+from analysis.claims import E2E_REDUCTIONS, Verdict, comparison_runs
 from analysis.replication import (
     FIGURE_OVERLAP,
     FIGURE_POISONS,
@@ -58,7 +57,7 @@ def _e2e(record, index, *, success, poisons=50, opacity=0.3, epochs=2, iters=150
 
 
 @pytest.fixture
-def frame(record, write_job):
+def frame(record, frame_of):
     records = []
     index = 0
     for poisons in (1, 10, 25, 50):
@@ -71,8 +70,7 @@ def frame(record, write_job):
     # paired comparison runs: epochs 10 on the first 3 targets of the 50 / 0.3 job
     for i in range(3):
         records.append(_e2e(record, 10_000 + i, success=True, epochs=10))
-    write_job(records)
-    return load_records(write_job([], job="empty").parent).frame
+    return frame_of(records)
 
 
 def _claim(results, key):
@@ -110,7 +108,8 @@ def test_claim_5_counts_its_own_records_and_reports_overlap(frame):
 def test_claim_7_curve_has_both_opacities(frame, tmp_path):
     out, results = write_replication(frame, tmp_path / "replication.md", "frogs-analyze test")
     seven = _claim(results, "7")
-    assert "Spearman rho" in seven.number and "rise reproduced" in seven.verdict
+    assert "Spearman rho" in seven.number
+    assert seven.verdict is Verdict.REPRODUCED_REDUCED and "success rises" in seven.reason
     arms = set(seven.arms["arm"])
     assert {"1 poisons, 20 %", "50 poisons, 30 %", "25 poisons, 20 %"} <= arms
     text = out.read_text()
@@ -125,6 +124,18 @@ def test_reused_poisons_add_no_crafting_time(frame):
     fresh = frame[~frame["poisons_reused"].astype(bool)]
     assert wall_seconds(reused) == pytest.approx(11.0 * len(reused))
     assert wall_seconds(fresh) == pytest.approx(111.0 * len(fresh))
+
+
+def test_gpu_estimate_scales_the_records_stage_times_to_the_paper(frame):
+    # fresh trials: 100 s crafting at 1,500 iterations, 10 s retraining at 2 epochs on 20,000
+    # images, 1 s evaluation -> 12,000 iterations, 10 epochs, 50,000 images
+    fresh = 100 * 12000 / 1500 + 10 * (10 / 2) * (50_000 / 20_000) + 1
+    paired = 100 * 12000 / 1500 + 10 * (10 / 10) * (50_000 / 20_000) + 1  # the epochs-10 runs
+    results = measure_claims(frame)
+    for key in ("5", "6", "7", "8"):
+        assert _claim(results, key).paper_trial_s == pytest.approx(fresh)
+    assert paired < fresh  # 20 fresh trials at 2 epochs outnumber the 3 paired ones
+    assert _claim(results, "1").paper_trial_s == _claim(results, "1").claim.assumed_paper_trial_s
 
 
 def test_comparison_runs_undo_some_reductions_but_not_all():
