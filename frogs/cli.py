@@ -17,9 +17,8 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException
 from omegaconf import DictConfig
-from omegaconf.errors import OmegaConfBaseException
 
-from frogs.config import CONFIG_DIR, register_schemas, to_settings
+from frogs.config import CONFIG_DIR, error_line, register_schemas, to_settings
 from frogs.errors import FrogsError
 from frogs.experiment import run
 from frogs.plugins import search_path_override
@@ -71,24 +70,3 @@ def main() -> None:
         raise SystemExit(2) from None
     finally:
         del os.environ["HYDRA_FULL_ERROR"]
-
-
-def error_line(exc: BaseException) -> str:
-    """A Hydra, OmegaConf or OS error as one line, with the OmegaConf cause Hydra wraps."""
-    message = str(exc)
-    if isinstance(exc.__cause__, OmegaConfBaseException):
-        message += f"\n{exc.__cause__}"
-    return _one_line(message)
-
-
-def _one_line(text: str) -> str:
-    """Hydra's multi-line report as one line: indented list items joined with commas."""
-    parts: list[str] = []
-    for line in text.split("Config search path:")[0].splitlines():
-        if not line.strip():
-            continue
-        if line[0].isspace() and parts:
-            parts[-1] += (" " if parts[-1].endswith(":") else ", ") + line.strip()
-        else:
-            parts.append(line.strip().rstrip("."))
-    return "; ".join(parts)

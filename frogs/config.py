@@ -12,6 +12,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from frogs.plugins import load_plugins, search_path_override
 from frogs.records import job_folder_excluded_keys
@@ -118,3 +119,24 @@ def compose_settings(
     commands and code that need a job's settings without running the Hydra app; ``config_dir``
     and ``config_name`` name another primary config (one job of a sweep file)."""
     return to_settings(compose_config(overrides, config_dir=config_dir, config_name=config_name))
+
+
+def error_line(exc: BaseException) -> str:
+    """A Hydra, OmegaConf or OS error as one line, with the OmegaConf cause Hydra wraps."""
+    message = str(exc)
+    if isinstance(exc.__cause__, OmegaConfBaseException):
+        message += f"\n{exc.__cause__}"
+    return _one_line(message)
+
+
+def _one_line(text: str) -> str:
+    """Hydra's multi-line report as one line: indented list items joined with commas."""
+    parts: list[str] = []
+    for line in text.split("Config search path:")[0].splitlines():
+        if not line.strip():
+            continue
+        if line[0].isspace() and parts:
+            parts[-1] += (" " if parts[-1].endswith(":") else ", ") + line.strip()
+        else:
+            parts.append(line.strip().rstrip("."))
+    return "; ".join(parts)

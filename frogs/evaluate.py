@@ -20,7 +20,7 @@ from frogs.selection import TargetChoice
 from frogs.victims import PoisonedVictim
 
 if TYPE_CHECKING:
-    from frogs.experiment import Job, TrialPlan
+    from frogs.job import Job, TrialPlan
 
 
 def evaluate(

@@ -17,7 +17,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +32,11 @@ from frogs.data import DATASETS, ImageData, duplicated_test_images, load_dataset
 from frogs.defenses import DEFENSES, Filtered, PoisonedSet, score
 from frogs.errors import ConfigError, FrogsError, NumericalError
 from frogs.evaluate import evaluate
-from frogs.feature_scale import FeatureScale, feature_scale
 from frogs.fixed_trials import FixedTrial, check_in_training_set, file_sha256, fixed_trials
+from frogs.job import Job, TrialPlan
 from frogs.models import MODELS, prepare_for_device
 from frogs.precision import resolve_amp
-from frogs.pretrain import CleanModel, dataset_fingerprint, load_clean_model
+from frogs.pretrain import dataset_fingerprint, load_clean_model
 from frogs.records import (
     RESULTS_FILE,
     SCHEMA_VERSION,
@@ -49,9 +49,8 @@ from frogs.records import (
 )
 from frogs.saving import save_benchmark_poisons, save_trial_features, save_trial_poisons
 from frogs.selection import TargetChoice, check_enough_bases, choose_bases, choose_targets
-from frogs.settings import CLEAN, AttackSettings, DefenseSettings, JobSettings, setting_columns
+from frogs.settings import CLEAN, AttackSettings, JobSettings, setting_columns
 from frogs.task import Task, resolve_task
-from frogs.train import predict_in_batches
 from frogs.victims import VICTIMS, Victim
 
 log = logging.getLogger(__name__)
@@ -83,56 +82,6 @@ def configure_threads(threads: int | None) -> None:
     count = threads or int(os.environ.get("SLURM_CPUS_PER_TASK", "0") or 0)
     if count:
         torch.set_num_threads(count)
-
-
-@dataclass
-class Job:
-    """What every trial of a job shares: loaded once per job."""
-
-    settings: JobSettings
-    data: ImageData
-    clean: CleanModel
-    victim: Victim
-    device: torch.device
-    targets: list[TargetChoice]
-    base_candidates: torch.Tensor
-    clean_probs: dict[int, torch.Tensor]
-    clean_predictions: torch.Tensor
-    attack: AttackSettings
-    defense: DefenseSettings
-    extractors: list[FeatureFn]
-    cache: ArtifactCache
-    amp: bool = False
-    #: the trials a setups file or external poisons fix (None: frogs draws targets and bases)
-    fixed: list[FixedTrial] | None = None
-    _control_predictions: torch.Tensor | None = None
-    _feature_scale: FeatureScale | None = None
-    _base_features: torch.Tensor | None = None
-
-    def base_candidate_features(self) -> torch.Tensor:
-        """The clean model's features of every base candidate (once per job, on demand)."""
-        if self._base_features is None:
-            images = self.data.test_x[self.base_candidates]
-            with torch.no_grad():
-                features = predict_in_batches(
-                    lambda x: self.victim.feature_fn(x.to(self.device)).flatten(1), images
-                )
-            self._base_features = features
-        return self._base_features
-
-    def feature_scale(self) -> FeatureScale:
-        """Nearest-neighbour distances among the clean training features (once per job)."""
-        if self._feature_scale is None:
-            self._feature_scale = feature_scale(self.victim.clean_training_features())
-        return self._feature_scale
-
-    def control_predictions(self) -> torch.Tensor:
-        """The control's test predictions, computed by the first trial that needs them (a control
-        that fails to train fails each trial, recorded, like any other numerical failure)."""
-        if self._control_predictions is None:
-            control = self.victim.control(progress=self.settings.progress)
-            self._control_predictions = self.victim.test_predictions(control.predict)
-        return self._control_predictions
 
 
 def ensemble_extractors(
@@ -326,45 +275,6 @@ def clean_model_fields(job: Job) -> dict[str, Any]:
 def crafted_count(attack: AttackSettings) -> int:
     """How many poisons a trial crafts: ``attack.pool`` when set, else ``attack.num_poisons``."""
     return attack.pool if attack.pool is not None else attack.num_poisons
-
-
-@dataclass(frozen=True)
-class TrialPlan:
-    """What one trial attacks: its victim (with the trial's pair) and where its bases are.
-
-    ``base_split`` ``test``: the bases are test images and the poisons join the training set
-    (the paper's protocol); ``train``: a file fixed them as training images, which the poisons
-    replace (the poisoning-benchmark's rule).
-    """
-
-    victim: Victim
-    fixed: FixedTrial | None
-
-    @property
-    def base_split(self) -> str:
-        """``train`` when a file fixed the trial, else ``test``."""
-        return "test" if self.fixed is None else "train"
-
-    def base_images(self, data: ImageData, indices: torch.Tensor) -> torch.Tensor:
-        """The images of the base indices ``indices`` (of this plan's split)."""
-        return (data.train_x if self.base_split == "train" else data.test_x)[indices]
-
-    def replaced(self, indices: torch.Tensor) -> torch.Tensor | None:
-        """The training indices the poisons replace (None: they are added)."""
-        return indices if self.base_split == "train" else None
-
-    def accuracy_exclusions(self, target: TargetChoice, indices: torch.Tensor) -> torch.Tensor:
-        """The test images a trial's clean accuracy leaves out: its target and test bases."""
-        bases = indices.tolist() if self.base_split == "test" else []
-        return torch.tensor([target.index, *bases])
-
-    def fields(self) -> dict[str, Any]:
-        """The record's fields that say where the trial's bases came from."""
-        return {
-            "setup_index": None if self.fixed is None else self.fixed.setup_index,
-            "bases_split": self.base_split,
-            "poisons_replace_bases": self.base_split == "train",
-        }
 
 
 def fixed_trial(job: Job, trial_index: int) -> FixedTrial | None:

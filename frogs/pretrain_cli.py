@@ -23,8 +23,7 @@ from omegaconf.errors import OmegaConfBaseException
 from frogs import __version__
 from frogs.cache import ArtifactCache
 from frogs.checkpoint import save_checkpoint
-from frogs.cli import error_line
-from frogs.config import compose_settings
+from frogs.config import compose_settings, error_line
 from frogs.data import load_dataset
 from frogs.errors import ConfigError, FrogsError
 from frogs.experiment import configure_threads, resolve_device

@@ -225,6 +225,95 @@ def make_record(
     return record
 
 
+def e2e_record(
+    index: int,
+    *,
+    success: bool,
+    poisons: int = 50,
+    opacity: float = 0.3,
+    epochs: int = 2,
+    iters: int = 1500,
+    pair: tuple[str, str] = ("bird", "dog"),
+    **extra: Any,
+) -> dict[str, Any]:
+    """An end-to-end record of the authors' recipe on ``pair`` (target, base; replication claims
+    5-8), with the overlap, 8-bit, reuse and stage-time fields."""
+    distance = 20.0 + index % 7  # poison-target distance, below the target's nearest image at 24
+    return make_record(
+        index,
+        trial_id=f"e{index:05d}-{poisons}-{opacity}-{epochs}-{iters}",
+        target_index=1000 + index % 20,  # each job of 20 attacks the same 20 targets
+        target_class=pair[0],
+        base_class=pair[1],
+        success=success,
+        attack__recipe="authors_e2e",
+        attack__num_poisons=poisons,
+        attack__opacity=opacity,
+        attack__iters=iters,
+        attack__pool=50,
+        attack__constraint="l2",
+        attack__eps=None,
+        victim__epochs=epochs,
+        clean_train_acc=1.0,
+        clean_test_acc=0.6917,
+        clean_model_source="checkpoint",
+        clean_model_sha256="a1fb7f768285e81a",
+        feat_dist_before=30.0 + index % 5,
+        feat_dist_after=distance,
+        feat_dist_after_min=distance - 5,
+        feat_dist_after_unclipped=distance - 0.25,
+        target_nn_train_dist=24.0,
+        train_nn_dist_min=4.8,
+        train_nn_dist_median=20.0,
+        poisons_overlap_fraction=1.0 if distance < 24 else 0.0,
+        poisons_reused=poisons != 50,
+        craft_s=100.0,
+        retrain_s=10.0,
+        eval_s=1.0,
+        **extra,
+    )
+
+
+def transfer_record(
+    index: int,
+    *,
+    success: bool,
+    eps_255: float = 8.0,
+    pair: tuple[str, str] = ("bird", "dog"),
+    classes: int = 2,
+    crafted: bool = True,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A one-shot transfer-analog record on CIFAR-10 (replication claims 1-4); ``crafted=False``
+    is the noise floor's clean base."""
+    target, base = pair
+    return make_record(
+        index,
+        trial_id=f"t{index:05d}-{eps_255}-{classes}",
+        scenario="transfer",
+        victim="transfer",
+        dataset="cifar10",
+        target_class=target,
+        base_class=base,
+        task_classes=[target, base, "cat"][:classes],
+        pretrain_classes="without_task",
+        attack__num_poisons=1,
+        attack__optimize=crafted,
+        constraint="linf",
+        eps=eps_255 / 255,
+        eps_255=eps_255,
+        success=success,
+        angular_deviation_deg=20.0 + index % 3,
+        angular_deviation_per_epoch=[15.0, 19.0, 20.0 + index % 3],
+        clean_train_acc=0.966,
+        clean_test_acc=0.787,
+        feat_dist_before=30.0,
+        feat_dist_after=12.0,
+        image_values=3072,
+        **extra,
+    )
+
+
 #: Schema-2 fields that a schema-1 record does not have.
 SCHEMA2_ONLY = (
     "recipe",

@@ -17,59 +17,23 @@ from analysis.replication import (
     wall_seconds,
     write_replication,
 )
-
-
-def _e2e(record, index, *, success, poisons=50, opacity=0.3, epochs=2, iters=1500, **extra):
-    distance = 20.0 + index % 7  # poison-target distance, below the target's nearest image at 24
-    return record(
-        index,
-        trial_id=f"e{index:05d}-{poisons}-{opacity}-{epochs}-{iters}",
-        target_index=1000 + index % 20,  # each job of 20 attacks the same 20 targets
-        target_class="bird",
-        base_class="dog",
-        success=success,
-        attack__recipe="authors_e2e",
-        attack__num_poisons=poisons,
-        attack__opacity=opacity,
-        attack__iters=iters,
-        attack__pool=50,
-        attack__constraint="l2",
-        attack__eps=None,
-        victim__epochs=epochs,
-        clean_train_acc=1.0,
-        clean_test_acc=0.6917,
-        clean_model_source="checkpoint",
-        clean_model_sha256="a1fb7f768285e81a",
-        feat_dist_before=30.0 + index % 5,
-        feat_dist_after=distance,
-        feat_dist_after_min=distance - 5,
-        feat_dist_after_unclipped=distance - 0.25,
-        target_nn_train_dist=24.0,
-        train_nn_dist_min=4.8,
-        train_nn_dist_median=20.0,
-        poisons_overlap_fraction=1.0 if distance < 24 else 0.0,
-        poisons_reused=poisons != 50,
-        craft_s=100.0,
-        retrain_s=10.0,
-        eval_s=1.0,
-        **extra,
-    )
+from tests.analysis.conftest import e2e_record
 
 
 @pytest.fixture
-def frame(record, frame_of):
+def frame(frame_of):
     records = []
     index = 0
     for poisons in (1, 10, 25, 50):
         for opacity in (0.2, 0.3):
             for i in range(20):
                 # success rises with the number of poisons (by construction)
-                records.append(_e2e(record, index, success=i < poisons // 5, poisons=poisons,
+                records.append(e2e_record(index, success=i < poisons // 5, poisons=poisons,
                                     opacity=opacity))  # fmt: skip
                 index += 1
     # paired comparison runs: epochs 10 on the first 3 targets of the 50 / 0.3 job
     for i in range(3):
-        records.append(_e2e(record, 10_000 + i, success=True, epochs=10))
+        records.append(e2e_record(10_000 + i, success=True, epochs=10))
     return frame_of(records)
 
 

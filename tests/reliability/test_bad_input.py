@@ -1,8 +1,8 @@
-"""Bad input through the real command: one ``frogs: error:`` line naming the value and what is
-allowed, exit status 2, no traceback, and nothing pretrained or cached first.
+"""Bad input: one ``frogs: error:`` line naming the value and what is allowed, exit status 2, no
+traceback, and nothing pretrained or cached first.
 
-The cases run two at a time in one module fixture (each is a short process); each case is still
-its own test.
+Two cases go through the real command (slow tier; run two at a time in one module fixture); the
+rest run in-process through ``frogs.cli.main`` (fast tier), each its own test.
 """
 
 from __future__ import annotations
@@ -20,9 +20,19 @@ from tests.reliability.conftest import REPO, TINY, assert_one_clear_error, frogs
 
 GARBAGE_CIFAR = "GARBAGE_CIFAR"  # replaced by a folder holding a garbage cifar-10-batches-py
 
-# id: (overrides, needles that the one error line must contain)
+# id: (overrides, needles that the one error line must contain). Two cases go through the real
+# command (a Hydra composition error, and a data error found after composition); every other
+# case runs in-process through frogs.cli.main, the same code path without an interpreter start.
 CASES: dict[str, tuple[list[str], list[str]]] = {
     "group-dataset": (["dataset=nope"], ["dataset/nope", "cifar10, fashion_mnist"]),
+    "cifar-garbage-root": (
+        ["dataset=cifar10", f"dataset.root={GARBAGE_CIFAR}", "dataset.download=false"],
+        [GARBAGE_CIFAR, "corrupt"],
+    ),
+}
+
+# The same checks in-process through frogs.cli.main (the same code path, no interpreter start).
+IN_PROCESS_CASES: dict[str, tuple[list[str], list[str]]] = {
     "group-victim": (["victim=nope"], ["victim/nope", "end_to_end, transfer"]),
     "name-dataset": (["dataset.name=nope"], ["dataset 'nope'", "synthetic"]),
     "name-victim": (["victim.name=nope"], ["victim 'nope'", "end_to_end, transfer"]),
@@ -40,14 +50,6 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
         ["dataset=cifar10", "dataset.root=/nonexistent", "dataset.download=false"],
         ["/nonexistent", "cifar-10-batches-py"],
     ),
-    "cifar-garbage-root": (
-        ["dataset=cifar10", f"dataset.root={GARBAGE_CIFAR}", "dataset.download=false"],
-        [GARBAGE_CIFAR, "corrupt"],
-    ),
-}
-
-# The same checks in-process through frogs.cli.main (the same code path, no interpreter start).
-IN_PROCESS_CASES: dict[str, tuple[list[str], list[str]]] = {
     "group-model": (["model=nope"], ["model/nope", "alexnet_cifar"]),
     "group-attack": (["attack=nope"], ["attack/nope", "feature_collision"]),
     "name-model": (["model.name=nope"], ["model 'nope'", "alexnet_cifar"]),
@@ -108,7 +110,7 @@ def garbage_cifar(root: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory) -> dict[str, tuple[subprocess.CompletedProcess, Path, list[str]]]:
-    """Run every case (two processes at a time); each with its own empty cache."""
+    """Run the real-command cases (two processes at a time); each with its own empty cache."""
     base = tmp_path_factory.mktemp("bad-input")
     cifar = garbage_cifar(base / "garbage-cifar")
 
@@ -139,6 +141,8 @@ def test_bad_input_is_one_clear_line_before_heavy_work(outcomes, case):
 
 @pytest.mark.parametrize("case", list(IN_PROCESS_CASES))
 def test_bad_input_in_process_is_one_clear_line(tmp_path, monkeypatch, capsys, case):
+    if case == "device-cuda" and torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
     overrides, needles = IN_PROCESS_CASES[case]
     cache = tmp_path / "cache"
     argv = ["frogs", *TINY, *overrides, f"cache_dir={cache}", f"hydra.run.dir={tmp_path / 'run'}"]
@@ -148,7 +152,8 @@ def test_bad_input_in_process_is_one_clear_line(tmp_path, monkeypatch, capsys, c
     captured = capsys.readouterr()
     result = subprocess.CompletedProcess(argv, stopped.value.code, captured.out, captured.err)
     assert_one_clear_error(result, *needles)
-    assert not (cache / "models").exists()
+    assert not (cache / "models").exists(), "the clean model was touched before the error"
+    assert not (cache / "features").exists()
 
 
 @pytest.mark.slow
