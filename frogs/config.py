@@ -6,7 +6,7 @@ Only this module and ``frogs.cli`` import Hydra/OmegaConf.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -14,14 +14,12 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from frogs.errors import ConfigError
 from frogs.plugins import load_plugins, search_path_override
 from frogs.records import job_folder_excluded_keys
-from frogs.registry import Registry
+from frogs.registry import Registry, import_builtins
 from frogs.settings import (
-    AttackSettings,
-    DefenseSettings,
     JobSettings,
-    VictimSettings,
     validate,
 )
 
@@ -31,24 +29,14 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
 def option_registries() -> dict[str, Registry]:
     """The config groups whose options each have their own settings schema, by group name
     (built-ins and plugins loaded)."""
-    from frogs.attacks import ATTACKS, load_builtin_attacks
-    from frogs.defenses import DEFENSES, load_builtin_defenses
+    from frogs.attacks import ATTACKS
+    from frogs.defenses import DEFENSES
     from frogs.victims import VICTIMS
 
-    load_builtin_attacks()
-    load_builtin_defenses()
+    import_builtins("frogs.attacks")
+    import_builtins("frogs.defenses")
     load_plugins()
     return {"attack": ATTACKS, "defense": DEFENSES, "victim": VICTIMS}
-
-
-@dataclass
-class JobSchema(JobSettings):
-    """``JobSettings`` as Hydra's primary schema: the option groups typed by their base schema,
-    so that each option's YAML (whose defaults list names its own subclass) can fill them."""
-
-    attack: AttackSettings = field(default_factory=AttackSettings)
-    victim: VictimSettings = field(default_factory=VictimSettings)
-    defense: DefenseSettings = field(default_factory=DefenseSettings)
 
 
 def register_resolvers() -> None:
@@ -63,7 +51,7 @@ def register_schemas() -> None:
     a key the option does not have fails at composition."""
     register_resolvers()
     store = ConfigStore.instance()
-    store.store(name="frogs_schema", node=JobSchema)
+    store.store(name="frogs_schema", node=JobSettings)
     for group, registry in option_registries().items():
         for name, schema in registry.schemas().items():
             store.store(group=group, name=f"base_{name}", node=schema)
@@ -77,15 +65,15 @@ def to_settings(cfg: DictConfig) -> JobSettings:
     options = {}
     for group, registry in option_registries().items():
         node = plain.pop(group, None) or {}
-        schema = registry.settings_class(node.get("name") or registry_default(group))
+        if not node.get("name"):
+            raise ConfigError(
+                f"the config names no {group} option; choose one of "
+                f"{', '.join(sorted(registry.schemas()))} ({group}=NAME)"
+            )
+        schema = registry.settings_class(node["name"])
         options[group] = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), node))
     settings = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(JobSettings), plain))
     return validate(replace(settings, **options))
-
-
-def registry_default(group: str) -> str:
-    """The option a job gets when its config names none for ``group``."""
-    return getattr(JobSettings(), group).name
 
 
 def compose_config(

@@ -29,12 +29,13 @@ from frogs.attacks import ATTACKS, Crafted, CraftingProblem, FeatureFn, attack_b
 from frogs.attacks.external import EXTERNAL_METRICS
 from frogs.cache import ArtifactCache
 from frogs.data import DATASETS, ImageData, duplicated_test_images, load_dataset
-from frogs.defenses import DEFENSES, Filtered, PoisonedSet, score
+from frogs.defenses import DEFENSES, Filtered, score
 from frogs.errors import ConfigError, FrogsError, NumericalError
 from frogs.evaluate import evaluate
 from frogs.fixed_trials import FixedTrial, check_in_training_set, file_sha256, fixed_trials
 from frogs.job import Job, TrialPlan
 from frogs.models import MODELS, prepare_for_device
+from frogs.poisoned_set import PoisonedSet
 from frogs.precision import resolve_amp
 from frogs.pretrain import dataset_fingerprint, load_clean_model
 from frogs.records import (

@@ -8,12 +8,21 @@ The schemas are Hydra structured configs: ``frogs.config.register_schemas`` stor
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from frogs.errors import ConfigError
 
 T = TypeVar("T", bound=Callable)
+
+
+def import_builtins(package: str) -> None:
+    """Import every module of ``package`` (``frogs.attacks``, ``frogs.defenses``), so that each
+    built-in option registers itself: a new built-in is a new module, with no list to extend."""
+    for module in pkgutil.iter_modules(importlib.import_module(package).__path__):
+        importlib.import_module(f"{package}.{module.name}")
 
 
 class Registry(Generic[T]):

@@ -315,33 +315,17 @@ class DefenseSettings:
         return self
 
 
-def _default_attack() -> AttackSettings:
-    from frogs.attacks.feature_collision import FeatureCollisionSettings
-
-    return FeatureCollisionSettings()
-
-
-def _default_victim() -> VictimSettings:
-    from frogs.victims import TransferSettings
-
-    return TransferSettings()
-
-
-def _default_defense() -> DefenseSettings:
-    from frogs.defenses.none import NoDefenseSettings
-
-    return NoDefenseSettings()
-
-
 @dataclass
 class JobSettings:
     """Everything one job needs: the groups plus the top-level knobs."""
 
     dataset: DatasetSettings = field(default_factory=DatasetSettings)
     model: ModelSettings = field(default_factory=ModelSettings)
-    attack: AttackSettings = field(default_factory=_default_attack)
-    victim: VictimSettings = field(default_factory=_default_victim)
-    defense: DefenseSettings = field(default_factory=_default_defense)
+    #: the option groups, typed by their base schema: the concrete option (its subclass) comes
+    #: from the config's defaults list (conf/config.yaml) or is passed in by the caller
+    attack: AttackSettings = field(default_factory=AttackSettings)
+    victim: VictimSettings = field(default_factory=VictimSettings)
+    defense: DefenseSettings = field(default_factory=DefenseSettings)
     trials: int = 5  # targets attacked by this job
     # first trial index: jobs that split one study's targets use 0, 10, 20, ...
     trial_offset: int = 0

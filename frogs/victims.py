@@ -20,9 +20,9 @@ from torch import nn
 
 from frogs.cache import ArtifactCache
 from frogs.data import ImageData, per_class_subset
-from frogs.defenses import PoisonedSet
 from frogs.errors import ConfigError
 from frogs.models import FeatureClassifier
+from frogs.poisoned_set import PoisonedSet
 from frogs.pretrain import CleanModel
 from frogs.records import stable_hash
 from frogs.registry import Registry

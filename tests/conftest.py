@@ -10,8 +10,11 @@ import pytest
 import torch
 
 from frogs.attacks import CraftingProblem, attack_budget
+from frogs.attacks.feature_collision import FeatureCollisionSettings
+from frogs.defenses.none import NoDefenseSettings
 from frogs.records import read_records
 from frogs.settings import DatasetSettings, JobSettings
+from frogs.victims import TransferSettings
 
 
 def whole_records(path: Path) -> list[dict]:
@@ -63,6 +66,9 @@ def session_cache(tmp_path_factory) -> Path:
 def synthetic_settings(session_cache: Path) -> JobSettings:
     """A job on tiny synthetic data that runs in about a second on a CPU."""
     settings = JobSettings(
+        attack=FeatureCollisionSettings(),
+        victim=TransferSettings(),
+        defense=NoDefenseSettings(),
         dataset=DatasetSettings(
             name="synthetic",
             root="unused",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from frogs.attacks.authors import INITIAL_STEP, authors_beta
 from frogs.attacks.feature_collision import (
     FeatureCollisionSettings,
     craft_feature_collision,
@@ -13,7 +14,6 @@ from frogs.attacks.feature_collision import (
     proximal_step,
     watermark,
 )
-from frogs.authors import INITIAL_STEP, authors_beta
 from frogs.budget import Budget, quantize
 from frogs.errors import ConfigError, NumericalError
 from tests.conftest import crafting_problem

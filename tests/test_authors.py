@@ -10,14 +10,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from frogs.attacks.feature_collision import dimension_scaled_beta, forward_step, proximal_step
-from frogs.authors import (
+from frogs.attacks.authors import (
     INITIAL_STEP,
     authors_beta,
     authors_feature_collision,
     equivalent_beta0_01,
     equivalent_lr_01,
 )
+from frogs.attacks.feature_collision import dimension_scaled_beta, forward_step, proximal_step
 
 
 def _transcribed_do_optimization(feature_fn, target_img, base_img, *, coeff, lr, iters, threshold):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from frogs.attacks.feature_collision import FeatureCollisionSettings
 from frogs.defenses import PoisonedSet, score
 from frogs.defenses.activation_clustering import (
     ActivationClusteringSettings,
@@ -23,6 +24,7 @@ from frogs.defenses.spectral_signatures import (
 from frogs.errors import ConfigError
 from frogs.experiment import run
 from frogs.settings import DefenseSettings, JobSettings
+from frogs.victims import TransferSettings
 
 
 def planted(poisons: int = 5, clean: int = 40, dim: int = 16, seed: int = 0):
@@ -59,7 +61,7 @@ def test_deep_knn_plurality_keeps_ties_and_ignores_each_point_itself():
 
 
 def test_deep_knn_auto_k_is_twice_the_expected_poisons():
-    job = JobSettings()
+    job = JobSettings(attack=FeatureCollisionSettings())
     job.attack.num_poisons = 7
     assert DeepKnnSettings().resolve(job).k == 14
     assert DeepKnnSettings(expected_poisons=3).resolve(job).k == 6
@@ -118,7 +120,7 @@ def test_score_counts_recall_and_clean_removed():
 )
 def test_bad_defense_settings_are_one_line_errors(settings, needle):
     with pytest.raises(ConfigError, match=needle.replace(".", r"\.").replace("(", r"\(")):
-        settings.check(JobSettings())
+        settings.check(JobSettings(victim=TransferSettings()))
 
 
 def test_a_defense_limited_to_some_victims_names_the_victim():
@@ -127,7 +129,7 @@ def test_a_defense_limited_to_some_victims_names_the_victim():
         name: str = "transfer_only"
         scenarios = ("transfer",)
 
-    job = JobSettings()
+    job = JobSettings(victim=TransferSettings())
     TransferOnly().check(job)
     job.victim.name = "end_to_end"
     with pytest.raises(

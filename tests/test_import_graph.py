@@ -1,8 +1,7 @@
-"""The import graph of frogs and analysis has no circles beyond the one the redesign still owes.
+"""The import graph of frogs and analysis has no circle.
 
 Every import counts, deferred (inside a function) and type-only ones included: a deferred import
-hides a circle from Python, not from a reader. The known circle is listed exactly, so a fix must
-shrink the list and a new circle fails the test.
+hides a circle from Python, not from a reader.
 """
 
 from __future__ import annotations
@@ -12,32 +11,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("frogs", "analysis")
-
-#: The one circle left (issue 17): ``frogs.settings`` builds the default options (feature
-#: collision, the transfer victim, no defense) from their modules, and the attack and defense
-#: packages' ``__init__`` load their built-in options, which import the package back.
-KNOWN_CIRCLES = [
-    {
-        "frogs.attacks",
-        "frogs.attacks.bullseye_polytope",
-        "frogs.attacks.convex_polytope",
-        "frogs.attacks.external",
-        "frogs.attacks.feature_collision",
-        "frogs.authors",
-        "frogs.data",
-        "frogs.defenses",
-        "frogs.defenses.activation_clustering",
-        "frogs.defenses.deep_knn",
-        "frogs.defenses.filters",
-        "frogs.defenses.none",
-        "frogs.defenses.spectral_signatures",
-        "frogs.models",
-        "frogs.pretrain",
-        "frogs.settings",
-        "frogs.task",
-        "frogs.victims",
-    }
-]
 
 
 def module_name(path: Path) -> str:
@@ -112,7 +85,7 @@ def test_the_finder_sees_a_circle_through_a_deferred_import(tmp_path):
     assert {"pkg.other", "pkg.other.g", "pkg", "pkg.sibling"} <= imported(module, "pkg.mod")
 
 
-def test_no_import_circle_but_the_known_one():
+def test_no_import_circle():
     graph = import_graph()
     assert "frogs.experiment" in graph and "analysis.replication" in graph
-    assert sorted(map(sorted, circles(graph))) == sorted(map(sorted, KNOWN_CIRCLES))
+    assert circles(graph) == []

@@ -96,13 +96,3 @@ def feature_distances(
     with torch.no_grad():
         target_features = feature_fn(target.unsqueeze(0)).flatten(1)
         return (feature_fn(poisons).flatten(1) - target_features).norm(dim=1)
-
-
-def load_builtin_attacks() -> None:
-    """Import the built-in attack modules so that they register themselves."""
-    from frogs.attacks import (  # noqa: F401
-        bullseye_polytope,
-        convex_polytope,
-        external,
-        feature_collision,
-    )

@@ -22,6 +22,7 @@ from frogs.attacks import (
     FeatureFn,
     feature_distances,
 )
+from frogs.attacks.authors import authors_feature_collision, dimension_scaled_beta
 from frogs.budget import Budget, per_image, quantize, quantize_within
 from frogs.errors import ConfigError, NumericalError
 from frogs.precision import autocast, channels_last
@@ -149,11 +150,6 @@ def watermark(bases: torch.Tensor, target: torch.Tensor, opacity: float) -> torc
     if not 0.0 <= opacity <= 1.0:
         raise ConfigError(f"opacity={opacity!r} is not allowed; expected 0 <= opacity <= 1")
     return opacity * target.unsqueeze(0) + (1.0 - opacity) * bases
-
-
-def dimension_scaled_beta(beta0: float, feature_dim: int, input_dim: int) -> float:
-    """β = β0 · D_feat² / D_input² (Sec. 4.1), so one β0 serves networks of any size."""
-    return beta0 * feature_dim**2 / input_dim**2
 
 
 def proximal_step(x_hat: torch.Tensor, base: torch.Tensor, lr: torch.Tensor | float, beta: float):
@@ -331,7 +327,7 @@ def craft_feature_collision(
     The crafting start is the watermarked base, itself an 8-bit image when ``quantize`` is on.
     ``recipe=algorithm1`` runs Alg. 1 on [0, 1] pixels with β = β0·D_feat²/D_in² (D_feat from
     the clean extractor); ``recipe=authors`` the official transfer code's loop on [0, 255] pixels
-    (``frogs.authors``); ``recipe=authors_e2e`` the official end-to-end code's Adam loop
+    (``frogs.attacks.authors``); ``recipe=authors_e2e`` the official end-to-end code's Adam loop
     (``frogs.attacks.authors_e2e``), whose unclipped result is then clipped to [0, 1] (and made
     8-bit): ``feat_dist_after_unclipped`` is its distance before that. ``settings.stop_distance``
     is a number or None here (``resolve`` turns ``auto`` into one per job). With ``quantize`` the
@@ -379,8 +375,6 @@ def craft_feature_collision(
             "craft_iters_per_poison": loop.iterations.double(),
         }
     elif settings.recipe == "authors" and settings.optimize:
-        from frogs.authors import authors_feature_collision  # it builds on this module
-
         beta = dimension_scaled_beta(settings.beta0, feature_dim, input_dim)  # on [0, 255] pixels
         poisons, start, final, iters_run = authors_feature_collision(
             feature_fn,

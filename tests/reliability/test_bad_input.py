@@ -147,6 +147,8 @@ def test_bad_input_in_process_is_one_clear_line(tmp_path, monkeypatch, capsys, c
     cache = tmp_path / "cache"
     argv = ["frogs", *TINY, *overrides, f"cache_dir={cache}", f"hydra.run.dir={tmp_path / 'run'}"]
     monkeypatch.setattr(sys, "argv", argv)
+    for name in ("FROGS_DATA", "FROGS_CACHE"):  # as the real command's environment (frogs_env)
+        monkeypatch.delenv(name, raising=False)
     with pytest.raises(SystemExit) as stopped:
         cli.main()
     captured = capsys.readouterr()

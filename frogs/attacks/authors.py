@@ -25,8 +25,14 @@ from collections.abc import Callable
 import torch
 from tqdm.auto import tqdm
 
-from frogs.attacks.feature_collision import dimension_scaled_beta
 from frogs.budget import Budget, per_image
+
+
+def dimension_scaled_beta(beta0: float, feature_dim: int, input_dim: int) -> float:
+    """β = β0 · D_feat² / D_input² (Sec. 4.1), so one β0 serves networks of any size (the paper's
+    rule and the official code's; frogs' own Algorithm 1 uses it too)."""
+    return beta0 * feature_dim**2 / input_dim**2
+
 
 PIXEL_SCALE = 255.0
 INITIAL_STEP = 500.0 * PIXEL_SCALE
