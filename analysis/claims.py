@@ -394,6 +394,7 @@ CLAIMS: tuple[Claim, ...] = (
             & crafted(f)
             & _is(f, "attack.multi_base", True)
             & _is(f, "target_selection", "random")
+            & as_run(f)
         ),
         command=(
             E2E_STUDY.format(study="e2e_poison_count")

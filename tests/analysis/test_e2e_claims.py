@@ -76,6 +76,9 @@ def test_claim_7_curve_has_both_opacities(frame, tmp_path):
     assert seven.verdict is Verdict.REPRODUCED_REDUCED and "success rises" in seven.reason
     arms = set(seven.arms["arm"])
     assert {"1 poisons, 20 %", "50 poisons, 30 %", "25 poisons, 20 %"} <= arms
+    # the epochs-10 comparison runs of claim 5 are not a poison-count arm's trials
+    assert set(seven.arms["n"]) == {20}
+    assert set(seven.records["victim.epochs"]) == {2}
     text = out.read_text()
     for name in (FIGURE_OVERLAP, FIGURE_POISONS):
         assert (tmp_path / "img" / f"{name}.png").stat().st_size > 5_000, name
