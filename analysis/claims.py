@@ -60,7 +60,12 @@ E2E_PAIRED = (
 #: The paper's end-to-end setting (Sec. 4, App. F): every e2e_* sweep file as it stands.
 E2E_PAPER = "victim=end_to_end attack=feature_collision_e2e scale=paper"
 #: The transfer analog as run here (claims 1-3): sweeps/replication_transfer.yaml.
-TRANSFER_SWEEP = "frogs --config-dir sweeps --config-name replication_transfer"
+TRANSFER_SWEEP = (
+    "frogs --config-dir sweeps --config-name replication_transfer "
+    "hydra.sweep.dir=results/replication_transfer"
+)
+#: The same sweep before its own sweep folder is named (claims 3's floor and 4 add theirs).
+_TRANSFER_BASE = "frogs --config-dir sweeps --config-name replication_transfer"
 #: Why the transfer rows are an analog, not the paper's setting.
 TRANSFER_SCALE = (
     "analog, not the paper's network: the extractor is frogs' AlexNet-CIFAR (192 features) "
@@ -299,8 +304,8 @@ CLAIMS: tuple[Claim, ...] = (
             transfer_analog(f) | (end_to_end(f, "bird", "dog") & full_recipe(f) & as_run(f))
         ),
         command=(
-            f"{TRANSFER_SWEEP} (angles); the noise floor: {TRANSFER_SWEEP} attack.optimize=false "
-            "budget=linf8 hydra.sweep.dir=multirun/replication_floor; end-to-end: claim 5's"
+            f"{TRANSFER_SWEEP} (angles); the noise floor: {_TRANSFER_BASE} attack.optimize=false "
+            "budget=linf8 hydra.sweep.dir=results/replication_floor; end-to-end: claim 5's"
         ),
         scale=TRANSFER_SCALE,
         paper_command="the transfer_oneshot and e2e_poison_count sweeps (paper scale)",
@@ -317,10 +322,9 @@ CLAIMS: tuple[Claim, ...] = (
         metric="success",
         select=lambda f: transfer_analog(f, classes=3) & crafted(f),
         command=(
-            "frogs --config-dir sweeps --config-name replication_transfer "
-            "'dataset.task_classes=[bird,dog,cat]' pair=bird_dog budget=linf8 "
+            f"{_TRANSFER_BASE} 'dataset.task_classes=[bird,dog,cat]' pair=bird_dog budget=linf8 "
             "dataset.train_per_class=25 'trial_offset=0,25,50,75' "
-            "hydra.sweep.dir=multirun/replication_3way"
+            "hydra.sweep.dir=results/replication_3way"
         ),
         scale=(
             "analog, as claims 1-3, with its own extractor: AlexNet-CIFAR trained on the 7 "

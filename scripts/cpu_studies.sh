@@ -4,21 +4,26 @@
 # launch left: every sweep skips the trials its results.jsonl already holds.
 #
 #   scripts/cpu_studies.sh [FIRST_STUDY]   # FIRST_STUDY: claim5 (default), claim7_03, claim7_02,
-#                                          # paired_iters, claim6, claim8
+#                                          # paired_iters, claim6, claim8, transfer,
+#                                          # transfer_floor, transfer_3way
 #
 # Order: claim 5 (50 poisons, 30 % opacity, 20 bird targets), claim 7 at 30 % (poison counts
 # 1, 10, 25 reuse claim 5's crafted poisons), claim 7 at 20 %, the paired 12,000-iteration run,
-# then airplane -> frog: outliers vs random targets (claim 6) and the ablation (claim 8).
+# then airplane -> frog: outliers vs random targets (claim 6) and the ablation (claim 8); then the
+# transfer analog (claims 1-4): the budget sweep, the angle's noise floor and the 3-way task.
 # Environment: FROGS_DATA (default ../shared/data), FROGS_PYTHON (default .venv/bin/python),
-# RESULTS (default results, the sweep directories' parent).
+# RESULTS (default results, the sweep directories' parent), FROGS_THREADS (torch threads per job;
+# default: torch's; set 1 to run two launches side by side without oversubscribing 2 cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export FROGS_DATA="${FROGS_DATA:-../shared/data}"
 python="${FROGS_PYTHON:-.venv/bin/python}"
 results="${RESULTS:-results}"
 first="${1:-claim5}"
+threads=()
+[[ -n "${FROGS_THREADS:-}" ]] && threads=("threads=$FROGS_THREADS")
 
-studies=(claim5 claim7_03 claim7_02 paired_iters claim6 claim8)
+studies=(claim5 claim7_03 claim7_02 paired_iters claim6 claim8 transfer transfer_floor transfer_3way)
 if [[ ! " ${studies[*]} " == *" $first "* ]]; then
   echo "unknown study '$first'; choose one of: ${studies[*]}" >&2
   exit 2
@@ -26,7 +31,7 @@ fi
 
 run() {
   echo "== $(date -u +%FT%TZ) $*" >&2
-  "$python" -m frogs --config-dir sweeps "$@" progress=false
+  "$python" -m frogs --config-dir sweeps "$@" progress=false "${threads[@]}"
 }
 
 bird_dog=(--config-name e2e_poison_count scale=cpu pair=bird_dog attack.pool=50)
@@ -53,5 +58,14 @@ for study in "${studies[@]}"; do
     claim8)
       run --config-name e2e_ablation scale=cpu trials=10 \
         "hydra.sweep.dir=$results/e2e_ablation_cpu" ;;
+    transfer)
+      run --config-name replication_transfer "hydra.sweep.dir=$results/replication_transfer" ;;
+    transfer_floor)
+      run --config-name replication_transfer attack.optimize=false budget=linf8 \
+        "hydra.sweep.dir=$results/replication_floor" ;;
+    transfer_3way)
+      run --config-name replication_transfer 'dataset.task_classes=[bird,dog,cat]' pair=bird_dog \
+        budget=linf8 dataset.train_per_class=25 'trial_offset=0,25,50,75' \
+        "hydra.sweep.dir=$results/replication_3way" ;;
   esac
 done
