@@ -18,7 +18,7 @@ from types import MappingProxyType
 import numpy as np
 import pandas as pd
 
-from frogs.records import RESULTS_FILE, parse_record_lines, split_record_lines, warn_malformed
+from frogs.store.records import RESULTS_FILE, parse_record_lines, split_record_lines, warn_malformed
 
 logger = logging.getLogger(__name__)
 
@@ -149,7 +149,7 @@ def _parse_arrow(lines: list[bytes]) -> pd.DataFrame | None:
 def _parse_files(files: list[Path]) -> tuple[pd.DataFrame, int]:
     """One frame of every record in ``files`` (with ``job_dir``) and the malformed count.
 
-    The lines come from frogs' one reader of ``results.jsonl`` (``frogs.records``): its cheap
+    The lines come from frogs' one reader of ``results.jsonl`` (``frogs.store.records``): its cheap
     split first, for pyarrow's bulk parser; where pyarrow refuses them, its line-by-line parse.
     """
     splits = [split_record_lines(path) for path in files]

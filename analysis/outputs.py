@@ -1,8 +1,8 @@
 """Atomic writing of every analysis output (tables, figures, the report).
 
-Each file goes through frogs' one writer (``frogs.atomic.atomic_write``: a temporary file in the
-same directory moved into place with ``os.replace``), so a reader (or a crashed run) never sees a
-half-written file.
+Each file goes through frogs' one writer (``frogs.store.atomic.atomic_write``: a temporary file in
+the same directory moved into place with ``os.replace``), so a reader (or a crashed run) never sees
+a half-written file.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import IO
 import pandas as pd
 from matplotlib.figure import Figure
 
-import frogs.atomic
+import frogs.store.atomic
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ FIGURE_FORMATS = ("png", "pdf")
 
 def atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> Path:
     """Call ``write`` on a temporary binary file beside ``path``, then rename it to ``path``."""
-    path = frogs.atomic.atomic_write(path, write)
+    path = frogs.store.atomic.atomic_write(path, write)
     logger.debug("wrote %s", path)
     return path
 

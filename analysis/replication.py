@@ -619,7 +619,8 @@ def _values(rows: pd.DataFrame, column: str) -> str:
 def e2e_details(rows: pd.DataFrame) -> list[str]:
     """What an end-to-end claim's records say beyond the rate: the scale as run, the clean
     model, how close the poisons came to the target against the data's own feature scale (the
-    overlap criterion of ``frogs.feature_scale``), what 8-bit poisons changed, and reuse."""
+    overlap criterion of ``frogs.measures.feature_scale``), what 8-bit poisons changed, and
+    reuse."""
     details = [
         f"as run (from the records): recipe {_values(rows, 'attack.recipe')}, "
         f"{_values(rows, 'attack.iters')} crafting iterations, "
@@ -637,7 +638,8 @@ def e2e_details(rows: pd.DataFrame) -> list[str]:
         overlap = pd.to_numeric(rows["poisons_overlap_fraction"], errors="coerce")
         details.append(
             "overlap (a poison closer to the target in the clean feature space than the "
-            "target's nearest clean training image; criterion fixed in frogs/feature_scale.py "
+            "target's nearest clean training image; criterion fixed in "
+            "frogs/measures/feature_scale.py "
             "before the runs): median poison-target distance "
             f"{_fmt(_median(rows, 'feat_dist_before'))} at the start -> "
             f"{_fmt(_median(rows, 'feat_dist_after'))} crafted (closest poison "

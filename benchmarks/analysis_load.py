@@ -1,6 +1,6 @@
 """Seconds to load and aggregate 100,000 trial records with the ``analysis`` package.
 
-Synthetic records follow the schema-2 trial record (``frogs.experiment``: budget, control and
+Synthetic records follow the schema-2 trial record (``frogs.experiment.run``: budget, control and
 perceptibility fields), spread over many job directories as a sweep leaves them;
 ``analysis.load_records`` reads them and ``analysis.success_table`` aggregates success rates
 and the poisons' perceptibility by swept parameters.

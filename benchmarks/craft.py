@@ -16,8 +16,8 @@ from torch import nn
 
 from benchmarks.timing import Measured, interleaved
 from frogs.attacks.feature_collision import dimension_scaled_beta, feature_collision
-from frogs.models import FeatureClassifier, ModelSpec, alexnet_cifar
-from frogs.settings import ModelSettings
+from frogs.config.settings import ModelSettings
+from frogs.models.architectures import FeatureClassifier, ModelSpec, alexnet_cifar
 
 log = logging.getLogger(__name__)
 

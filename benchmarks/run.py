@@ -21,7 +21,7 @@ import torch
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from benchmarks.timing import machine
-from frogs.atomic import atomic_write
+from frogs.store.atomic import atomic_write
 
 log = logging.getLogger("benchmarks")
 
@@ -133,7 +133,7 @@ def run_all(
         )
     if "amp" in only:
         from benchmarks.train import run_train
-        from frogs.precision import cpu_has_native_bf16
+        from frogs.models.precision import cpu_has_native_bf16
 
         m = run_train(sizes.e2e_images, sizes.e2e_epochs, sizes.repeats, device, amp=True)
         native = cpu_has_native_bf16()

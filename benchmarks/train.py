@@ -13,8 +13,8 @@ from torch import nn
 
 from benchmarks.craft import cifar_alexnet
 from benchmarks.timing import Measured, interleaved
-from frogs.models import prepare_for_device
-from frogs.train import fit
+from frogs.models.architectures import prepare_for_device
+from frogs.models.train import fit
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 def job_settings(overrides: list[str]):
     """Compose the frogs config as the CLI would (``frogs <overrides>``) into typed settings."""
-    from frogs.config import compose_settings
+    from frogs.config.compose import compose_settings
 
     return compose_settings(overrides)
 
@@ -38,8 +38,8 @@ def run_transfer(iters: int, repeats: int, cache_dir: str | None) -> Measured:
     """Trials per minute with the job's cached clean features vs recomputed in every trial."""
     import torch
 
-    from frogs.experiment import prepare_job, run_trial
-    from frogs.train import predict_in_batches
+    from frogs.experiment.run import prepare_job, run_trial
+    from frogs.models.train import predict_in_batches
 
     settings = job_settings([*base_overrides(cache_dir), "trials=1", f"attack.iters={iters}"])
     job = prepare_job(settings, torch.device("cpu"))
@@ -69,7 +69,7 @@ _CHILD = """
 import sys, time, json
 from benchmarks.trial import job_settings
 import torch
-from frogs.experiment import configure_threads, prepare_job, resolve_device
+from frogs.experiment.run import configure_threads, prepare_job, resolve_device
 settings = job_settings(json.loads(sys.argv[1]))
 configure_threads(settings.threads)
 prepare_job(settings, resolve_device(settings.device))

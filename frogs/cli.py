@@ -1,7 +1,7 @@
-"""The ``frogs`` command: a thin Hydra entry point around ``frogs.experiment.run``.
+"""The ``frogs`` command: a thin Hydra entry point around ``frogs.experiment.run.run``.
 
 ``frogs [overrides]`` runs one job (``-m`` for a multirun sweep); ``frogs pretrain [--out PATH]
-[overrides]`` writes the clean model of a config as a checkpoint (``frogs.pretrain_cli``);
+[overrides]`` writes the clean model of a config as a checkpoint (``frogs.models.pretrain_cli``);
 ``frogs sweep-status DIR`` reports a sweep's progress. Errors in configuration or data print one
 line naming the bad value and exit with status 2, before any heavy work.
 """
@@ -18,11 +18,11 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException
 from omegaconf import DictConfig
 
-from frogs.config import CONFIG_DIR, error_line, register_schemas, to_settings
+from frogs.config.compose import CONFIG_DIR, error_line, register_schemas, to_settings
+from frogs.config.plugins import search_path_override
 from frogs.errors import FrogsError
-from frogs.experiment import run
-from frogs.plugins import search_path_override
-from frogs.report import summary_table
+from frogs.experiment.run import run
+from frogs.store.report import summary_table
 
 log = logging.getLogger("frogs")
 
@@ -51,14 +51,14 @@ def main() -> None:
     ``HYDRA_FULL_ERROR=1`` for the full traceback instead.
     """
     if len(sys.argv) > 1 and sys.argv[1] == "sweep-status":
-        from frogs.status import main as status_main
+        from frogs.store.status import main as status_main
 
         raise SystemExit(status_main(sys.argv[2:]))
     if len(sys.argv) > 1 and sys.argv[1] == "pretrain":
-        from frogs.pretrain_cli import main as pretrain_main
+        from frogs.models.pretrain_cli import main as pretrain_main
 
         raise SystemExit(pretrain_main(sys.argv[2:]))
-    sys.argv += search_path_override(sys.argv[1:])  # plugins' YAML folders (frogs.plugins)
+    sys.argv += search_path_override(sys.argv[1:])  # plugins' YAML folders (frogs.config.plugins)
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
         hydra_main()
         return

@@ -18,17 +18,17 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from frogs.cache import ArtifactCache
-from frogs.data import ImageData, per_class_subset
+from frogs.config.registry import Registry
+from frogs.config.settings import DatasetSettings, VictimSettings
+from frogs.data.datasets import ImageData, per_class_subset
+from frogs.data.poisoned_set import PoisonedSet
+from frogs.data.task import Task
 from frogs.errors import ConfigError
-from frogs.models import FeatureClassifier
-from frogs.poisoned_set import PoisonedSet
-from frogs.pretrain import CleanModel
-from frogs.records import stable_hash
-from frogs.registry import Registry
-from frogs.settings import DatasetSettings, VictimSettings
-from frogs.task import Task
-from frogs.train import cpu_threads, fit, predict_in_batches
+from frogs.models.architectures import FeatureClassifier
+from frogs.models.pretrain import CleanModel
+from frogs.models.train import cpu_threads, fit, predict_in_batches
+from frogs.store.cache import ArtifactCache
+from frogs.store.records import stable_hash
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ class Victim:
         amp: bool = False,
     ) -> None:
         """``duplicated`` marks the test images that duplicate training images
-        (``frogs.data.duplicated_test_images``): they never enter the accuracy set."""
+        (``frogs.data.datasets.duplicated_test_images``): they never enter the accuracy set."""
         self.settings, self.clean_model, self.data, self.task = settings, clean, data, task
         self.model = clean.model
         self.device, self.seed, self.amp = device, seed, amp
@@ -276,7 +276,8 @@ class Victim:
     ) -> None:
         """Train with the victim's settings. Every run (clean control and each poisoned trial)
         starts from the same seed and sees the same clean batches in the same order; poisons, the
-        rows after the clean training set, join fixed batches (``frogs.train.epoch_batches``)."""
+        rows after the clean training set, join fixed batches
+        (``frogs.models.train.epoch_batches``)."""
         torch.manual_seed(self.seed)
         fit(
             module,

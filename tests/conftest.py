@@ -11,9 +11,9 @@ import torch
 
 from frogs.attacks import CraftingProblem, attack_budget
 from frogs.attacks.feature_collision import FeatureCollisionSettings
+from frogs.config.settings import DatasetSettings, JobSettings
 from frogs.defenses.none import NoDefenseSettings
-from frogs.records import read_records
-from frogs.settings import DatasetSettings, JobSettings
+from frogs.store.records import read_records
 from frogs.victims import TransferSettings
 
 

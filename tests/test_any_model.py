@@ -15,16 +15,16 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from frogs.cache import ArtifactCache
-from frogs.config import compose_settings
-from frogs.data import load_dataset
+from frogs.config.compose import compose_settings
+from frogs.config.settings import JobSettings, ModelSettings
+from frogs.data.datasets import load_dataset
 from frogs.errors import ConfigError
-from frogs.experiment import run
-from frogs.models import ModelSpec, build_model, prepare_for_device
-from frogs.pretrain import clean_model_key, load_clean_model
-from frogs.pretrain_cli import write_pretrained
-from frogs.records import experiment_identity, stable_hash
-from frogs.settings import JobSettings, ModelSettings
+from frogs.experiment.run import run
+from frogs.models.architectures import ModelSpec, build_model, prepare_for_device
+from frogs.models.pretrain import clean_model_key, load_clean_model
+from frogs.models.pretrain_cli import write_pretrained
+from frogs.store.cache import ArtifactCache
+from frogs.store.records import experiment_identity, stable_hash
 from tests.conftest import whole_records
 from tests.user_models import SkipNet
 

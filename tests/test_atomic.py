@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from frogs.atomic import atomic_write
+from frogs.store.atomic import atomic_write
 
 
 def mode(path) -> int:

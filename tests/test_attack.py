@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from frogs.attacks.authors import INITIAL_STEP, authors_beta
+from frogs.attacks.budget import Budget, quantize
 from frogs.attacks.feature_collision import (
     FeatureCollisionSettings,
     craft_feature_collision,
@@ -14,7 +15,6 @@ from frogs.attacks.feature_collision import (
     proximal_step,
     watermark,
 )
-from frogs.budget import Budget, quantize
 from frogs.errors import ConfigError, NumericalError
 from tests.conftest import crafting_problem
 

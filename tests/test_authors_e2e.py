@@ -15,12 +15,12 @@ import pytest
 import torch
 
 from frogs.attacks.authors_e2e import authors_e2e_feature_collision
+from frogs.attacks.budget import Budget
 from frogs.attacks.feature_collision import (
     FeatureCollisionSettings,
     craft_feature_collision,
     single_base_target_noise,
 )
-from frogs.budget import Budget
 from tests.conftest import crafting_problem, tiny_conv_features
 
 

@@ -7,10 +7,10 @@ import re
 import pytest
 import torch
 
+from frogs.attacks.budget import Budget, quantize, quantize_within
 from frogs.attacks.feature_collision import FeatureCollisionSettings
-from frogs.budget import Budget, quantize, quantize_within
+from frogs.config.settings import pixel_value, resolved_eps
 from frogs.errors import ConfigError
-from frogs.settings import pixel_value, resolved_eps
 
 
 def _random_8bit(*shape, seed):

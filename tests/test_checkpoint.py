@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from frogs.checkpoint import load_checkpoint, save_checkpoint, sidecar_path
 from frogs.errors import ConfigError
+from frogs.store.checkpoint import load_checkpoint, save_checkpoint, sidecar_path
 
 STATE = {"layer.weight": torch.arange(6.0).view(2, 3), "layer.bias": torch.zeros(2)}
 META = {"model": {"name": "tiny"}, "test_accuracy": 0.5}

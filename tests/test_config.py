@@ -6,8 +6,8 @@ import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ConfigKeyError, ValidationError
 
-from frogs import config as frogs_config
 from frogs.cli import CONFIG_DIR
+from frogs.config import compose as frogs_config
 from frogs.errors import ConfigError
 
 GROUPS = {

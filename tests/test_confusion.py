@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from frogs.confusion import class_confusions
-from frogs.data import load_dataset
-from frogs.settings import DatasetSettings
+from frogs.config.settings import DatasetSettings
+from frogs.data.datasets import load_dataset
+from frogs.models.confusion import class_confusions
 
 
 def test_most_confused_pair_comes_first_with_its_rate_and_mean_probability():

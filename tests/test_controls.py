@@ -7,8 +7,8 @@ import logging
 
 import torch
 
-from frogs.experiment import run
-from frogs.train import epoch_batches
+from frogs.experiment.run import run
+from frogs.models.train import epoch_batches
 
 
 def _batches(num_clean: int, num_extra: int, seed: int = 3) -> list[list[torch.Tensor]]:

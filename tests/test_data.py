@@ -6,10 +6,10 @@ import pytest
 import torch
 from PIL import Image
 
-from frogs.data import load_dataset, per_class_subset
+from frogs.config.settings import DatasetSettings
+from frogs.data.datasets import load_dataset, per_class_subset
+from frogs.data.task import resolve_task
 from frogs.errors import ConfigError, DataNotFoundError
-from frogs.settings import DatasetSettings
-from frogs.task import resolve_task
 from tests.conftest import requires_fashion_mnist
 
 
@@ -101,7 +101,7 @@ def test_fashion_mnist_found_offline_from_debian(tmp_path, monkeypatch):
 
 def test_test_images_that_duplicate_training_images_are_found():
     """Footnote 3: exact (8-bit) duplicates between the splits are flagged, nothing else."""
-    from frogs.data import duplicated_test_images, make_image_data
+    from frogs.data.datasets import duplicated_test_images, make_image_data
 
     gen = torch.Generator().manual_seed(0)
     train = torch.randint(0, 256, (20, 1, 6, 6), generator=gen).float() / 255

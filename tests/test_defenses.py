@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from frogs.attacks.feature_collision import FeatureCollisionSettings
+from frogs.config.settings import DefenseSettings, JobSettings
 from frogs.defenses import PoisonedSet, score
 from frogs.defenses.activation_clustering import (
     ActivationClusteringSettings,
@@ -22,8 +23,7 @@ from frogs.defenses.spectral_signatures import (
     spectral_signatures,
 )
 from frogs.errors import ConfigError
-from frogs.experiment import run
-from frogs.settings import DefenseSettings, JobSettings
+from frogs.experiment.run import run
 from frogs.victims import TransferSettings
 
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
+from frogs.config.settings import ModelSettings
 from frogs.errors import ConfigError
-from frogs.models import ModelSpec, build_model
-from frogs.settings import ModelSettings
+from frogs.models.architectures import ModelSpec, build_model
 
 GREY = ModelSpec(1, 28, 10, (0.3,), (0.3,))
 RGB = ModelSpec(3, 32, 10, (0.5,) * 3, (0.25,) * 3)

@@ -13,7 +13,7 @@ from dataclasses import asdict
 import pytest
 from omegaconf import OmegaConf
 
-from frogs.config import CONFIG_DIR, compose_settings, option_registries
+from frogs.config.compose import CONFIG_DIR, compose_settings, option_registries
 from frogs.errors import ConfigError
 
 OPTIONS = [

@@ -8,7 +8,7 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
-from frogs.perceptibility import (
+from frogs.measures.perceptibility import (
     field_names,
     measure,
     perceptibility_fields,

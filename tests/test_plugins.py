@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from frogs.records import read_records
+from frogs.store.records import read_records
 from tests.reliability.conftest import TINY, frogs_env
 
 PLUGIN = '''
@@ -26,10 +26,10 @@ from typing import Any
 import torch
 
 from frogs.attacks import ATTACKS, Crafted, CraftingProblem
-from frogs.budget import quantize_within
+from frogs.attacks.budget import quantize_within
 from frogs.defenses import DEFENSES, PoisonedSet
 from frogs.errors import ConfigError
-from frogs.settings import AttackSettings, DefenseSettings, pixel_value
+from frogs.config.settings import AttackSettings, DefenseSettings, pixel_value
 
 
 @dataclass

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
+from frogs.config.settings import validate
 from frogs.errors import ConfigError
-from frogs.experiment import run
-from frogs.settings import validate
+from frogs.experiment.run import run
 
 COMPARED = (
     "target_index",
@@ -86,7 +86,7 @@ def test_closest_base_is_the_nearest_in_clean_features(synthetic_settings, tmp_p
     image whose clean features are nearest the target's."""
     import torch
 
-    from frogs.experiment import prepare_job, resolve_device, used_bases
+    from frogs.experiment.run import prepare_job, resolve_device, used_bases
 
     settings = _authors_e2e(synthetic_settings, 3, multi_base=False)
     settings.attack.base_selection = "closest"

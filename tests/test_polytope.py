@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from frogs.attacks.budget import Budget
 from frogs.attacks.bullseye_polytope import BullseyePolytopeSettings, craft_bullseye_polytope
 from frogs.attacks.convex_polytope import (
     ConvexPolytopeSettings,
@@ -19,7 +20,6 @@ from frogs.attacks.convex_polytope import (
     craft_polytope,
     project_to_simplex,
 )
-from frogs.budget import Budget
 from tests.conftest import crafting_problem
 
 

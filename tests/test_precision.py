@@ -9,14 +9,14 @@ from __future__ import annotations
 import pytest
 import torch
 
+from frogs.attacks.budget import Budget
 from frogs.attacks.feature_collision import feature_collision
-from frogs.budget import Budget
-from frogs.data import load_dataset
+from frogs.config.settings import DatasetSettings, ModelSettings
+from frogs.data.datasets import load_dataset
 from frogs.errors import ConfigError
-from frogs.models import ModelSpec, build_model, prepare_for_device
-from frogs.precision import amp_setting, cpu_has_native_bf16, resolve_amp
-from frogs.settings import DatasetSettings, ModelSettings
-from frogs.train import fit, predict_in_batches
+from frogs.models.architectures import ModelSpec, build_model, prepare_for_device
+from frogs.models.precision import amp_setting, cpu_has_native_bf16, resolve_amp
+from frogs.models.train import fit, predict_in_batches
 
 CPU = torch.device("cpu")
 

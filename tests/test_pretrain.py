@@ -11,22 +11,22 @@ import pytest
 import torch
 from torch import nn
 
-import frogs.pretrain
-from frogs.cache import ArtifactCache
-from frogs.checkpoint import load_checkpoint, save_checkpoint, sidecar_path
-from frogs.config import compose_settings
-from frogs.data import load_dataset
+import frogs.models.pretrain
+from frogs.config.compose import compose_settings
+from frogs.config.settings import DatasetSettings, ModelSettings
+from frogs.data.datasets import load_dataset
 from frogs.errors import ConfigError
-from frogs.models import build_model
-from frogs.pretrain import (
+from frogs.models.architectures import build_model
+from frogs.models.pretrain import (
     CleanModel,
     clean_model_key,
     dataset_fingerprint,
     load_clean_model,
     model_spec,
 )
-from frogs.pretrain_cli import main as pretrain_main
-from frogs.settings import DatasetSettings, ModelSettings
+from frogs.models.pretrain_cli import main as pretrain_main
+from frogs.store.cache import ArtifactCache
+from frogs.store.checkpoint import load_checkpoint, save_checkpoint, sidecar_path
 
 CPU = torch.device("cpu")
 # `frogs pretrain` on tiny synthetic data: 4 classes x 64 images of 16x16, one epoch.
@@ -82,7 +82,7 @@ def test_trained_once_then_from_the_cache(tmp_path, monkeypatch):
     assert indices.dtype == torch.long and indices.device == CPU and len(indices) == 4 * 16
     assert torch.equal(indices, indices.sort().values)
     assert 0.0 <= first.train_accuracy <= 1.0 and 0.0 <= first.test_accuracy <= 1.0
-    monkeypatch.setattr(frogs.pretrain, "fit", no_training)
+    monkeypatch.setattr(frogs.models.pretrain, "fit", no_training)
     again = load_clean_model(data, settings, cache, CPU)
     assert again.source == "cache" and again.pretrain_seconds is None
     assert torch.equal(again.train_indices, indices)
@@ -106,7 +106,7 @@ def test_the_schedule_reaches_fit(tmp_path, monkeypatch, schedule, final_lr):
     def spy(*args, **kwargs):
         seen.update(kwargs)
 
-    monkeypatch.setattr(frogs.pretrain, "fit", spy)
+    monkeypatch.setattr(frogs.models.pretrain, "fit", spy)
     settings = tiny_settings(schedule=schedule, final_lr=1e-5)
     load_clean_model(synthetic(), settings, ArtifactCache(tmp_path), CPU)
     assert seen["final_lr"] == final_lr and seen["lr"] == settings.pretrain.lr
@@ -140,7 +140,7 @@ def test_pretraining_without_the_task_classes(tmp_path, monkeypatch):
     assert len(clean.train_indices) == 2 * 16
     every = load_clean_model(data, tiny_settings(), cache, CPU, task_classes=(0, 1))
     assert every.source == "trained" and every.classes == (0, 1, 2, 3)
-    monkeypatch.setattr(frogs.pretrain, "fit", no_training)
+    monkeypatch.setattr(frogs.models.pretrain, "fit", no_training)
     named = load_clean_model(data, tiny_settings(classes=["c2", 3]), cache, CPU)
     assert named.source == "cache" and named.sha256 == clean.sha256  # same classes, same model
 
@@ -155,7 +155,7 @@ def test_pretraining_without_the_task_classes(tmp_path, monkeypatch):
     ],
 )
 def test_pretrain_classes_bad_values_are_named(tmp_path, monkeypatch, classes, task, message):
-    monkeypatch.setattr(frogs.pretrain, "fit", lambda *a, **k: None)
+    monkeypatch.setattr(frogs.models.pretrain, "fit", lambda *a, **k: None)
     settings = tiny_settings(classes=classes)
     if message is None:
         load_clean_model(synthetic(), settings, ArtifactCache(tmp_path), CPU, task_classes=task)
@@ -233,7 +233,7 @@ def test_pretrain_writes_checkpoint_and_sidecar(written):
 
 
 def test_pretrain_again_is_a_cache_hit(written, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(frogs.pretrain, "fit", no_training)
+    monkeypatch.setattr(frogs.models.pretrain, "fit", no_training)
     out = tmp_path / "again.pt"
     assert pretrain_main(["--out", str(out), *written["overrides"]]) == 0
     state, meta, _ = load_checkpoint(out)
@@ -243,7 +243,7 @@ def test_pretrain_again_is_a_cache_hit(written, tmp_path, monkeypatch, capsys):
 
 
 def test_checkpoint_loads_without_training(written, tmp_path, monkeypatch):
-    monkeypatch.setattr(frogs.pretrain, "fit", no_training)
+    monkeypatch.setattr(frogs.models.pretrain, "fit", no_training)
     data = written["data"]
     settings = checkpoint_settings(written, checkpoint_sha256=written["sha256"])
     clean = load_clean_model(data, settings, ArtifactCache(tmp_path), CPU)
@@ -309,7 +309,7 @@ def test_checkpoint_of_another_model_is_refused(written, tmp_path):
 def test_checkpoint_without_provenance_keys_loads(written, tmp_path, monkeypatch):
     """A file written by a script with the same keys minus frogs_version, git_sha and
     loaded_weights (e.g. a background pretraining job) loads as well."""
-    monkeypatch.setattr(frogs.pretrain, "fit", no_training)
+    monkeypatch.setattr(frogs.models.pretrain, "fit", no_training)
     state, meta, _ = load_checkpoint(written["path"])
     for key in ("frogs_version", "git_sha", "loaded_weights"):
         del meta[key]

@@ -8,16 +8,16 @@ from pathlib import Path
 
 import torch
 
-from frogs.experiment import run
-from frogs.perceptibility import field_names
-from frogs.records import (
+from frogs.config.settings import setting_columns
+from frogs.experiment.run import run
+from frogs.measures.perceptibility import field_names
+from frogs.store.records import (
     NOT_IDENTITY_KEYS,
     RecordWriter,
     experiment_identity,
     read_records,
     trial_id,
 )
-from frogs.settings import setting_columns
 from tests.conftest import whole_records
 
 CONTRACT = Path(__file__).resolve().parents[1] / "docs" / "records.md"

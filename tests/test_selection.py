@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from frogs.data.selection import choose_bases, choose_targets
 from frogs.errors import ConfigError
-from frogs.selection import choose_bases, choose_targets
 
 
 def _pool():

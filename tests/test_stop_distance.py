@@ -7,7 +7,7 @@ import torch
 
 from frogs.attacks.feature_collision import min_training_feature_distance
 from frogs.errors import ConfigError
-from frogs.experiment import run
+from frogs.experiment.run import run
 
 
 def test_minimum_distance_ignores_duplicates():
@@ -32,7 +32,7 @@ def test_auto_stop_distance_is_resolved_and_recorded(synthetic_settings, tmp_pat
 
 def test_bad_stop_distance_is_a_clear_error(synthetic_settings, tmp_path):
     synthetic_settings.attack.stop_distance = "soon"
-    from frogs.settings import validate
+    from frogs.config.settings import validate
 
     with pytest.raises(ConfigError, match=r"attack\.stop_distance='soon'"):
         validate(synthetic_settings)

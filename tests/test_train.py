@@ -7,7 +7,7 @@ import itertools
 import pytest
 import torch
 
-from frogs.train import fit
+from frogs.models.train import fit
 
 
 def epoch_rates(monkeypatch, **schedule) -> list[float]:

@@ -15,9 +15,9 @@ from typing import Any
 
 import torch
 
-from frogs.budget import Budget
-from frogs.registry import Registry
-from frogs.settings import AttackSettings, resolved_eps
+from frogs.attacks.budget import Budget
+from frogs.config.registry import Registry
+from frogs.config.settings import AttackSettings, resolved_eps
 
 FeatureFn = Callable[[torch.Tensor], torch.Tensor]
 

@@ -25,7 +25,7 @@ from collections.abc import Callable
 import torch
 from tqdm.auto import tqdm
 
-from frogs.budget import Budget, per_image
+from frogs.attacks.budget import Budget, per_image
 
 
 def dimension_scaled_beta(beta0: float, feature_dim: int, input_dim: int) -> float:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from frogs.budget import Budget, per_image
+from frogs.attacks.budget import Budget, per_image
 from frogs.errors import NumericalError
 
 PIXEL_SCALE = 255.0

@@ -23,10 +23,10 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from frogs.attacks import ATTACKS, Crafted, CraftingProblem, FeatureFn, feature_distances
-from frogs.budget import quantize, quantize_within
+from frogs.attacks.budget import quantize, quantize_within
+from frogs.config.settings import CLEAN, AttackSettings, JobSettings, require_positive
 from frogs.errors import ConfigError, NumericalError
-from frogs.precision import autocast
-from frogs.settings import CLEAN, AttackSettings, JobSettings, require_positive
+from frogs.models.precision import autocast
 
 
 @dataclass
@@ -69,7 +69,7 @@ def check_ensemble_entry(entry: str) -> None:
     """An ensemble entry is ``clean``, a registered model name, or an existing checkpoint file."""
     from pathlib import Path
 
-    from frogs.models import MODELS
+    from frogs.models.architectures import MODELS
 
     if entry == CLEAN or entry in MODELS or Path(entry).expanduser().is_file():
         return

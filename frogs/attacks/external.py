@@ -2,11 +2,12 @@
 
 ``DIR/<trial index>/`` holds one trial in the poisoning-benchmark's layout (``poisons.pickle``,
 ``base_indices.pickle``, ``target.pickle``; ``frogs.interchange.benchmark``), read through the
-restricted unpickler. The folder fixes the trial's target and bases (``frogs.fixed_trials``):
-the bases are training images and the poisons replace them. The poisons then go through frogs'
-defenses, victims, controls and perceptibility like crafted ones; the record says where they
-came from (``poisons_source``, ``poisons_sha256`` of the three files) and whether every poison
-lies within the benchmark's check of its base (``poisons_within_benchmark_linf``).
+restricted unpickler. The folder fixes the trial's target and bases
+(``frogs.interchange.fixed_trials``): the bases are training images and the poisons replace them.
+The poisons then go through frogs' defenses, victims, controls and perceptibility like crafted ones;
+the record says where they came from (``poisons_source``, ``poisons_sha256`` of the three files) and
+whether every poison lies within the benchmark's check of its base
+(``poisons_within_benchmark_linf``).
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from pathlib import Path
 from typing import ClassVar
 
 from frogs.attacks import ATTACKS, Crafted, CraftingProblem, feature_distances
+from frogs.config.settings import AttackSettings, JobSettings
 from frogs.errors import ConfigError
 from frogs.interchange.benchmark import BENCHMARK_LINF_LIMIT_255, linf_255, read_trial_poisons
-from frogs.settings import AttackSettings, JobSettings
 
 log = logging.getLogger(__name__)
 

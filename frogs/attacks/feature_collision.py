@@ -23,10 +23,10 @@ from frogs.attacks import (
     feature_distances,
 )
 from frogs.attacks.authors import authors_feature_collision, dimension_scaled_beta
-from frogs.budget import Budget, per_image, quantize, quantize_within
+from frogs.attacks.budget import Budget, per_image, quantize, quantize_within
+from frogs.config.settings import AttackSettings, JobSettings, require_choice, require_positive
 from frogs.errors import ConfigError, NumericalError
-from frogs.precision import autocast, channels_last
-from frogs.settings import AttackSettings, JobSettings, require_choice, require_positive
+from frogs.models.precision import autocast, channels_last
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ def min_training_feature_distance(features: torch.Tensor) -> float:
     target is as close as any two training images are. Pairs at distance 0 (duplicates) are
     ignored.
     """
-    from frogs.feature_scale import nearest_neighbour_distances
+    from frogs.measures.feature_scale import nearest_neighbour_distances
 
     nearest = nearest_neighbour_distances(features)
     nearest = nearest[torch.isfinite(nearest)]
@@ -218,9 +218,9 @@ def feature_collision(
     [0, 1]. A poison whose feature distance falls below ``stop_distance`` stops moving; crafting
     ends when all have. With ``lr_decay`` a step that increases the Eq. 1 objective is rejected
     and that poison's step size multiplied by ``decay_factor``. ``optimize=False`` returns the
-    bases unchanged (watermark only). ``amp`` (resolved by ``frogs.precision.resolve_amp``) runs
-    ``feature_fn`` under bf16 autocast on channels-last images; pixels, steps and distances stay
-    float32.
+    bases unchanged (watermark only). ``amp`` (resolved by ``frogs.models.precision.resolve_amp``)
+    runs ``feature_fn`` under bf16 autocast on channels-last images; pixels, steps and distances
+    stay float32.
     """
     budget = budget or Budget("l2", None)
     if step not in ("gradient", "sign"):

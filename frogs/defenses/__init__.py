@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from frogs.poisoned_set import PoisonedSet
-from frogs.registry import Registry
+from frogs.config.registry import Registry
+from frogs.data.poisoned_set import PoisonedSet
 
 __all__ = [
     "DEFENSES",

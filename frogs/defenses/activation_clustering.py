@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from frogs.config.settings import DefenseSettings, JobSettings, require_positive
 from frogs.defenses import DEFENSES, PoisonedSet, filter_per_class
 from frogs.errors import ConfigError
-from frogs.settings import DefenseSettings, JobSettings, require_positive
 
 
 @dataclass

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from frogs.config.settings import JobSettings
 from frogs.defenses import DEFENSES, PoisonedSet
 from frogs.defenses.filters import FilterSettings, require_auto_or_count
-from frogs.settings import JobSettings
 
 # k = KNN_PER_POISON x the expected number of poisons: the rule of thumb of the Deep k-NN paper
 # (k should exceed the number of poisons, about twice is enough), as Witches' Brew's defense

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from frogs.config.settings import DefenseSettings, JobSettings
 from frogs.errors import ConfigError
-from frogs.settings import DefenseSettings, JobSettings
 
 
 def require_auto_or_count(value: Any, name: str, auto: str) -> None:

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
+from frogs.config.settings import DefenseSettings
 from frogs.defenses import DEFENSES, PoisonedSet
-from frogs.settings import DefenseSettings
 
 
 @dataclass

@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from frogs.config.settings import JobSettings
 from frogs.defenses import DEFENSES, PoisonedSet, filter_per_class
 from frogs.defenses.filters import FilterSettings
 from frogs.errors import ConfigError
-from frogs.settings import JobSettings
 
 OVER_REMOVAL = 1.5  # Tran et al.: remove 1.5 x the expected number of poisons per class
 

@@ -37,9 +37,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from frogs.atomic import atomic_write
 from frogs.errors import ConfigError, DataNotFoundError, FrogsError
 from frogs.interchange.safe_pickle import ARRAYS, INTERCHANGE, safe_load, safe_loads
+from frogs.store.atomic import atomic_write
 
 BENCHMARK_LINF_LIMIT_255 = 9
 """The largest L-inf distance, in 1/255 units, the benchmark accepts between a poison and its

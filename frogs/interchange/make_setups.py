@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from frogs.data import ImageData, per_class_subset
+from frogs.data.datasets import ImageData, per_class_subset
 from frogs.errors import ConfigError
 from frogs.interchange.benchmark import Setup, write_setups
 
@@ -64,8 +64,8 @@ def random_setups(
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Command line: dataset overrides as for ``frogs``, then where and how many."""
-    from frogs.config import compose_settings
-    from frogs.data import load_dataset
+    from frogs.config.compose import compose_settings
+    from frogs.data.datasets import load_dataset
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("overrides", nargs="*", help="frogs overrides, e.g. dataset=cifar10")

@@ -15,10 +15,10 @@ from analysis import load as load_module
 from frogs.attacks.bullseye_polytope import BullseyePolytopeSettings
 from frogs.attacks.convex_polytope import ConvexPolytopeSettings
 from frogs.attacks.feature_collision import FeatureCollisionSettings
+from frogs.config.settings import setting_columns
 from frogs.defenses.activation_clustering import ActivationClusteringSettings
 from frogs.defenses.deep_knn import DeepKnnSettings
 from frogs.defenses.spectral_signatures import SpectralSignaturesSettings
-from frogs.settings import setting_columns
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import pytest
 
-from frogs.config import compose_settings
-from frogs.experiment import run
+from frogs.config.compose import compose_settings
+from frogs.experiment.run import run
 
 pytestmark = pytest.mark.slow
 

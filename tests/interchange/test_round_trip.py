@@ -17,10 +17,10 @@ import pytest
 import torch
 from PIL import Image
 
-from frogs.config import compose_settings
-from frogs.data import load_dataset
+from frogs.config.compose import compose_settings
+from frogs.data.datasets import load_dataset
 from frogs.errors import ConfigError
-from frogs.experiment import plan_trial, prepare_job, run
+from frogs.experiment.run import plan_trial, prepare_job, run
 from frogs.interchange.benchmark import Setup, write_setups
 from tests.conftest import whole_records
 
@@ -209,7 +209,7 @@ def test_external_poisons_of_another_count_are_refused(crafted, cache, tmp_path)
 
 
 def test_random_setups_fit_the_dataset_and_the_victims_training_set(cache):
-    from frogs.data import per_class_subset
+    from frogs.data.datasets import per_class_subset
     from frogs.interchange.benchmark import check_setups
     from frogs.interchange.make_setups import random_setups
 

@@ -15,7 +15,8 @@ import pytest
 import torch
 from PIL import Image
 
-from frogs.data import _read_cifar_batch, load_cifar10
+from frogs.config.settings import DatasetSettings
+from frogs.data.datasets import _read_cifar_batch, load_cifar10
 from frogs.errors import DataNotFoundError, FrogsError
 from frogs.interchange.safe_pickle import (
     ARRAYS,
@@ -24,7 +25,6 @@ from frogs.interchange.safe_pickle import (
     safe_load,
     safe_loads,
 )
-from frogs.settings import DatasetSettings
 
 PROTOCOLS = range(pickle.HIGHEST_PROTOCOL + 1)
 

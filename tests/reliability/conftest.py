@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-import frogs.records
-from frogs.config import compose_settings
-from frogs.settings import JobSettings
+import frogs.store.records
+from frogs.config.compose import compose_settings
+from frogs.config.settings import JobSettings
 from tests.conftest import whole_records as read_records  # noqa: F401 - the fault tests' name
 
 REPO = Path(__file__).resolve().parents[2]
@@ -94,7 +94,7 @@ def start_frogs(
 
 def count_records(paths: Sequence[Path]) -> int:
     """Records written so far (a line still being written is not counted)."""
-    return sum(len(frogs.records.read_records(path).records) for path in paths)
+    return sum(len(frogs.store.records.read_records(path).records) for path in paths)
 
 
 def outcome(record: dict) -> dict:

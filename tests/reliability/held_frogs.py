@@ -15,14 +15,14 @@ import sys
 import time
 from pathlib import Path
 
-import frogs.experiment
-import frogs.pretrain
+import frogs.experiment.run
+import frogs.models.pretrain
 from frogs.cli import main
 
 
 def hold_at(path: Path, trials_before: int) -> None:
-    """Wrap ``frogs.experiment.run_trial`` so that call ``trials_before + 1`` blocks."""
-    run_trial = frogs.experiment.run_trial
+    """Wrap ``frogs.experiment.run.run_trial`` so that call ``trials_before + 1`` blocks."""
+    run_trial = frogs.experiment.run.run_trial
     calls = 0
 
     def held(*args, **kwargs):
@@ -34,18 +34,18 @@ def hold_at(path: Path, trials_before: int) -> None:
                 time.sleep(60)
         return run_trial(*args, **kwargs)
 
-    frogs.experiment.run_trial = held
+    frogs.experiment.run.run_trial = held
 
 
 def hold_pretraining(path: Path) -> None:
-    """Make ``frogs.pretrain._pretrain`` write ``path`` and block instead of training."""
+    """Make ``frogs.models.pretrain._pretrain`` write ``path`` and block instead of training."""
 
     def held(*args, **kwargs):
         path.write_text("pretraining")
         while True:
             time.sleep(60)
 
-    frogs.pretrain._pretrain = held
+    frogs.models.pretrain._pretrain = held
 
 
 if __name__ == "__main__":

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from frogs.cache import ArtifactCache
-from frogs.experiment import run
+from frogs.experiment.run import run
+from frogs.store.cache import ArtifactCache
 from tests.reliability.conftest import by_trial, copy_cache, read_records, tiny_settings
 
 KIND, KEY = "models", "abc123"
@@ -79,14 +79,14 @@ def test_corrupt_entry_is_rebuilt_and_logged(tmp_path, caplog, corrupt):
     cache, build = ArtifactCache(tmp_path), Builder()
     cache.get_or_build(KIND, KEY, build)
     corrupt(cache)
-    with caplog.at_level(logging.INFO, logger="frogs.cache"):
+    with caplog.at_level(logging.INFO, logger="frogs.store.cache"):
         tensors = cache.get_or_build(KIND, KEY, build)
     assert build.calls == 2
     assert torch.equal(tensors["weight"], Builder()()["weight"])
     assert f"cache miss {KIND}/{KEY}" in caplog.text
     assert "unusable" in caplog.text or "no checksum file" in caplog.text
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="frogs.cache"):
+    with caplog.at_level(logging.INFO, logger="frogs.store.cache"):
         cache.get_or_build(KIND, KEY, build)  # the rebuilt entry verifies and is reused
     assert build.calls == 2 and f"cache hit {KIND}/{KEY}" in caplog.text
 
@@ -99,7 +99,7 @@ def test_hostile_pickle_in_the_cache_is_never_executed(tmp_path, caplog):
     for payload in (pickle.dumps(Hostile(marker)), torch_saved(Hostile(marker))):
         data_path.write_bytes(payload)
         write_matching_meta(cache, payload)  # the checksum agrees: only weights_only stops it
-        with caplog.at_level(logging.WARNING, logger="frogs.cache"):
+        with caplog.at_level(logging.WARNING, logger="frogs.store.cache"):
             cache.get_or_build(KIND, KEY, build)
         assert not marker.exists(), "a pickled payload in the cache was executed"
         assert "unusable" in caplog.text

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from frogs import records as records_module
 from frogs.errors import OutputError
-from frogs.experiment import run
-from frogs.records import RecordWriter
+from frogs.experiment.run import run
+from frogs.store import records as records_module
+from frogs.store.records import RecordWriter
 from tests.reliability.conftest import (
     TINY,
     assert_one_clear_error,
@@ -29,7 +29,8 @@ from tests.reliability.conftest import (
 
 
 class FullDisk:
-    """``os`` for frogs.records, with ``free`` bytes left: a write past them stops part-way."""
+    """``os`` for frogs.store.records, with ``free`` bytes left: a write past them stops
+    part-way."""
 
     def __init__(self, free: int, *, raise_error: bool) -> None:
         self.free, self.raise_error = free, raise_error

@@ -9,7 +9,7 @@ import pytest
 
 from frogs import victims
 from frogs.attacks.feature_collision import ATTACKS
-from frogs.experiment import run
+from frogs.experiment.run import run
 from tests.reliability.conftest import (
     TINY,
     copy_cache,

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from frogs.config.settings import DatasetSettings
 from frogs.errors import DataNotFoundError
-from frogs.records import RecordWriter
-from frogs.settings import DatasetSettings
+from frogs.store.records import RecordWriter
 from tests.reliability.conftest import REPO
 
 PACKAGES = ("frogs", "analysis")
@@ -83,7 +83,7 @@ class Hostile:
 
 def test_hostile_pickle_posing_as_cifar10_is_not_executed(tmp_path, monkeypatch):
     """frogs reads CIFAR-10 batches with an unpickler that allows numpy arrays only."""
-    from frogs.data import load_cifar10
+    from frogs.data.datasets import load_cifar10
 
     monkeypatch.delenv("FROGS_DATA", raising=False)
     marker = tmp_path / "pwned"

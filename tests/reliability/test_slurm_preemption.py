@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-import frogs.records
+import frogs.store.records
 from tests.reliability.conftest import TINY
 from tests.sweeps.helpers import (
     REPO,
@@ -44,7 +44,7 @@ def partition() -> str:
 
 
 def records_in(results: Path) -> int:
-    return len(frogs.records.read_records(results).records)
+    return len(frogs.store.records.read_records(results).records)
 
 
 def interrupt(job_id: str, how: str) -> None:
@@ -91,7 +91,7 @@ def test_requeued_job_resumes_and_records_every_trial_once(how, partition, tmp_p
             assert launcher.poll() is None, log.read_text()
             assert time.monotonic() < deadline, "the job recorded no trial in 300 s"
             time.sleep(0.1)
-        first = frogs.records.read_records(results).records[0]
+        first = frogs.store.records.read_records(results).records[0]
         job_id = first["slurm_job_id"]
         assert job_id, "the trial did not run under SLURM"
         before = records_in(results)

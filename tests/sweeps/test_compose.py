@@ -14,9 +14,9 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
-from frogs.config import compose_config, compose_settings
-from frogs.records import NOT_IDENTITY_KEYS, job_folder_excluded_keys
-from frogs.settings import JobSettings
+from frogs.config.compose import compose_config, compose_settings
+from frogs.config.settings import JobSettings
+from frogs.store.records import NOT_IDENTITY_KEYS, job_folder_excluded_keys
 from tests.sweeps.helpers import SWEEPS, SWEEPS_DIR, smoke_job_count, smoke_overrides
 
 PAPER_SWEEPS = {"transfer_oneshot", "e2e_poison_count", "e2e_outliers", "e2e_ablation"}
@@ -168,7 +168,8 @@ def test_launcher_presets_read_the_environment(launcher, monkeypatch):
 
 
 def test_folder_names_and_trial_ids_leave_out_the_same_keys():
-    """Hydra's exclude_keys is the one list in frogs.records (through a resolver), plus trials."""
+    """Hydra's exclude_keys is the one list in frogs.store.records (through a resolver), plus
+    trials."""
     cfg = compose_sweep("e2e_ablation").hydra.job.config.override_dirname
     assert OmegaConf.to_container(cfg, resolve=False)["exclude_keys"] == "${frogs_excluded_keys:}"
     assert list(cfg.exclude_keys) == job_folder_excluded_keys() == [*NOT_IDENTITY_KEYS, "trials"]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from frogs.status import sweep_status, totals
+from frogs.store.status import sweep_status, totals
 from tests.sweeps.helpers import (
     SWEEPS,
     assert_ok,

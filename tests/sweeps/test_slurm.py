@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from frogs.status import sweep_status, totals
+from frogs.store.status import sweep_status, totals
 from tests.sweeps.helpers import (
     assert_ok,
     job_dirs,

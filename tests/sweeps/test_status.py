@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from frogs.status import main, sweep_status, totals
+from frogs.store.status import main, sweep_status, totals
 
 
 def make_job(root: Path, name: str, trials: int, offset: int, statuses: list[str]) -> Path:

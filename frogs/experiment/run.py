@@ -2,7 +2,7 @@
 
 The stages run in the order the data flows (DESIGN.md): dataset -> clean model -> victim ->
 targets & bases -> craft (``frogs.attacks``) -> defend (``frogs.defenses``) -> retrain
-(``frogs.victims``) -> evaluate (``frogs.evaluate``) -> record. A trial that raises is
+(``frogs.victims``) -> evaluate (``frogs.experiment.evaluate``) -> record. A trial that raises is
 recorded as ``failed`` with its reason and the job goes on; trials already in ``results.jsonl``
 are skipped, so relaunching an interrupted job finishes it.
 """
@@ -27,18 +27,26 @@ from tqdm.auto import tqdm
 
 from frogs.attacks import ATTACKS, Crafted, CraftingProblem, FeatureFn, attack_budget
 from frogs.attacks.external import EXTERNAL_METRICS
-from frogs.cache import ArtifactCache
-from frogs.data import DATASETS, ImageData, duplicated_test_images, load_dataset
+from frogs.config.settings import CLEAN, AttackSettings, JobSettings, setting_columns
+from frogs.data.datasets import DATASETS, ImageData, duplicated_test_images, load_dataset
+from frogs.data.poisoned_set import PoisonedSet
+from frogs.data.selection import TargetChoice, check_enough_bases, choose_bases, choose_targets
+from frogs.data.task import Task, resolve_task
 from frogs.defenses import DEFENSES, Filtered, score
 from frogs.errors import ConfigError, FrogsError, NumericalError
-from frogs.evaluate import evaluate
-from frogs.fixed_trials import FixedTrial, check_in_training_set, file_sha256, fixed_trials
-from frogs.job import Job, TrialPlan
-from frogs.models import MODELS, prepare_for_device
-from frogs.poisoned_set import PoisonedSet
-from frogs.precision import resolve_amp
-from frogs.pretrain import dataset_fingerprint, load_clean_model
-from frogs.records import (
+from frogs.experiment.evaluate import evaluate
+from frogs.experiment.job import Job, TrialPlan
+from frogs.interchange.fixed_trials import (
+    FixedTrial,
+    check_in_training_set,
+    file_sha256,
+    fixed_trials,
+)
+from frogs.models.architectures import MODELS, prepare_for_device
+from frogs.models.precision import resolve_amp
+from frogs.models.pretrain import dataset_fingerprint, load_clean_model
+from frogs.store.cache import ArtifactCache
+from frogs.store.records import (
     RESULTS_FILE,
     SCHEMA_VERSION,
     RecordWriter,
@@ -48,10 +56,7 @@ from frogs.records import (
     stable_hash,
     trial_id,
 )
-from frogs.saving import save_benchmark_poisons, save_trial_features, save_trial_poisons
-from frogs.selection import TargetChoice, check_enough_bases, choose_bases, choose_targets
-from frogs.settings import CLEAN, AttackSettings, JobSettings, setting_columns
-from frogs.task import Task, resolve_task
+from frogs.store.saving import save_benchmark_poisons, save_trial_features, save_trial_poisons
 from frogs.victims import VICTIMS, Victim
 
 log = logging.getLogger(__name__)
@@ -416,11 +421,12 @@ def craft(
 
 @functools.cache
 def crafting_code_fingerprint(craft_fn) -> str:
-    """A hash of the source of the modules crafting depends on (the attack's own, frogs' attacks
-    and the budget), so that cached poisons are never reused across a change to that code."""
-    import frogs.budget
+    """A hash of the source of the modules crafting depends on (the attack's own and frogs'
+    attacks, the budget among them), so that cached poisons are never reused across a change to
+    that code."""
+    import frogs.attacks.budget  # noqa: F401  (loaded, so that its source is hashed)
 
-    names = {craft_fn.__module__, frogs.budget.__name__}
+    names = {craft_fn.__module__}
     names |= {name for name in sys.modules if name.startswith("frogs.attacks")}
     sources = {}
     for name in sorted(names):

@@ -9,8 +9,8 @@ fraction of target-class test images it labels as the base class. Ties go to the
 p(base), then to the first pair in class order. CIFAR-10's bird -> dog, the paper's end-to-end
 pair, is such a pair for its clean model.
 
-    python -m frogs.confusion                      # the default dataset and clean model
-    python -m frogs.confusion dataset=cifar10 model.checkpoint=../shared/models/...
+    python -m frogs.models.confusion                      # the default dataset and clean model
+    python -m frogs.models.confusion dataset=cifar10 model.checkpoint=../shared/models/...
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from sklearn.metrics import confusion_matrix
 
-from frogs.data import ImageData
-from frogs.train import predict_in_batches
+from frogs.data.datasets import ImageData
+from frogs.models.train import predict_in_batches
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +79,11 @@ def class_confusions(
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Command line: frogs overrides for the dataset and clean model; prints the top pairs."""
-    from frogs.cache import ArtifactCache
-    from frogs.config import compose_settings
-    from frogs.data import load_dataset
-    from frogs.experiment import cached_duplicates, resolve_device
-    from frogs.pretrain import load_clean_model
+    from frogs.config.compose import compose_settings
+    from frogs.data.datasets import load_dataset
+    from frogs.experiment.run import cached_duplicates, resolve_device
+    from frogs.models.pretrain import load_clean_model
+    from frogs.store.cache import ArtifactCache
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("overrides", nargs="*", help="frogs overrides, e.g. dataset=cifar10")

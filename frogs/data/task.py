@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import torch
 
-from frogs.data import ImageData
+from frogs.config.settings import DatasetSettings
+from frogs.data.datasets import ImageData
 from frogs.errors import ConfigError
-from frogs.settings import DatasetSettings
 
 
 @dataclass(frozen=True)

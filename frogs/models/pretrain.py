@@ -1,9 +1,10 @@
 """The clean model: a ``frogs pretrain`` checkpoint, or built once and cached by what defines it.
 
-Built means torchvision weights where configured (see ``frogs.models``), then ``model.pretrain.*``
-epochs of training on a seeded per-class subset of the training split. The cache key covers the
-model settings, the weights really loaded, the architecture (``repr``) and the dataset, so every
-later job of a sweep reuses the entry and a changed network never picks up a stale one.
+Built means torchvision weights where configured (see ``frogs.models.architectures``), then
+``model.pretrain.*`` epochs of training on a seeded per-class subset of the training split. The
+cache key covers the model settings, the weights really loaded, the architecture (``repr``) and the
+dataset, so every later job of a sweep reuses the entry and a changed network never picks up a stale
+one.
 """
 
 from __future__ import annotations
@@ -17,14 +18,14 @@ from typing import Any
 
 import torch
 
-from frogs.cache import ArtifactCache
-from frogs.checkpoint import load_checkpoint
-from frogs.data import ImageData, per_class_subset
+from frogs.config.settings import ModelSettings, PretrainSettings
+from frogs.data.datasets import ImageData, per_class_subset
 from frogs.errors import ConfigError
-from frogs.models import FeatureClassifier, ModelSpec, build_model
-from frogs.records import stable_hash
-from frogs.settings import ModelSettings, PretrainSettings
-from frogs.train import fit, predict_in_batches
+from frogs.models.architectures import FeatureClassifier, ModelSpec, build_model
+from frogs.models.train import fit, predict_in_batches
+from frogs.store.cache import ArtifactCache
+from frogs.store.checkpoint import load_checkpoint
+from frogs.store.records import stable_hash
 
 log = logging.getLogger(__name__)
 

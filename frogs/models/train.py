@@ -11,7 +11,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from frogs.errors import NumericalError
-from frogs.precision import autocast, channels_last
+from frogs.models.precision import autocast, channels_last
 
 
 @contextmanager
@@ -81,9 +81,9 @@ def fit(
     decays the rate exponentially, epoch by epoch, from ``lr`` (kept for the first
     ``hold_epochs``) to ``final_lr`` in the last epoch.
     A non-finite loss raises NumericalError rather than training on garbage. ``amp`` (resolved by
-    ``frogs.precision.resolve_amp``) runs the forward pass under bf16 autocast on the inputs'
+    ``frogs.models.precision.resolve_amp``) runs the forward pass under bf16 autocast on the inputs'
     device (no loss scaling needed) with channels-last images; see
-    ``frogs.models.prepare_for_device`` for the module.
+    ``frogs.models.architectures.prepare_for_device`` for the module.
     """
     params = list(module.parameters() if params is None else params)
     optimizer = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)

@@ -1,7 +1,7 @@
 """The values a job's stages share: ``Job`` (what every trial of a job reads, loaded once by
-``frogs.experiment.prepare_job``) and ``TrialPlan`` (what one trial attacks and where its bases
-are). Their own module, so that the stages (``frogs.evaluate``, ``frogs.experiment``) import the
-values and not each other."""
+``frogs.experiment.run.prepare_job``) and ``TrialPlan`` (what one trial attacks and where its bases
+are). Their own module, so that the stages (``frogs.experiment.evaluate``,
+``frogs.experiment.run``) import the values and not each other."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ from typing import Any
 import torch
 
 from frogs.attacks import FeatureFn
-from frogs.cache import ArtifactCache
-from frogs.data import ImageData
-from frogs.feature_scale import FeatureScale, feature_scale
-from frogs.fixed_trials import FixedTrial
-from frogs.pretrain import CleanModel
-from frogs.selection import TargetChoice
-from frogs.settings import AttackSettings, DefenseSettings, JobSettings
-from frogs.train import predict_in_batches
+from frogs.config.settings import AttackSettings, DefenseSettings, JobSettings
+from frogs.data.datasets import ImageData
+from frogs.data.selection import TargetChoice
+from frogs.interchange.fixed_trials import FixedTrial
+from frogs.measures.feature_scale import FeatureScale, feature_scale
+from frogs.models.pretrain import CleanModel
+from frogs.models.train import predict_in_batches
+from frogs.store.cache import ArtifactCache
 from frogs.victims import Victim
 
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import yaml
 
-# frogs.records imports no torch: status stays instant on a login node
-from frogs.records import RESULTS_FILE, read_records
+# frogs.store.records imports no torch: status stays instant on a login node
+from frogs.store.records import RESULTS_FILE, read_records
 
 CONFIG_FILE = Path(".hydra") / "config.yaml"
 

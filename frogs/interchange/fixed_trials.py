@@ -16,12 +16,12 @@ from pathlib import Path
 
 import torch
 
-from frogs.budget import quantize
-from frogs.data import ImageData
+from frogs.attacks.budget import quantize
+from frogs.config.settings import JobSettings
+from frogs.data.datasets import ImageData
+from frogs.data.task import Task
 from frogs.errors import ConfigError
 from frogs.interchange.benchmark import Setup, check_setups, read_setups, read_trial_poisons
-from frogs.settings import JobSettings
-from frogs.task import Task
 
 
 @dataclass(frozen=True)

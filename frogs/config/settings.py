@@ -1,7 +1,7 @@
 """Typed settings of one frogs job: one dataclass per config group, validated before heavy work.
 
-These dataclasses are also the Hydra schemas (see ``frogs.config``), so a misspelt key fails at
-composition and a bad value fails here with one line naming it and what is allowed.
+These dataclasses are also the Hydra schemas (see ``frogs.config.compose``), so a misspelt key fails
+at composition and a bad value fails here with one line naming it and what is allowed.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 from frogs.errors import ConfigError
-from frogs.precision import amp_setting
+from frogs.models.precision import amp_setting
 
 
 @dataclass
@@ -91,7 +91,8 @@ class ModelSettings:
     in_channels: int | None = None
 
     # Knobs added after trial ids and clean-model cache keys existed: at these values they are
-    # left out of both (``frogs.records.experiment_identity``, ``frogs.pretrain.clean_model_key``),
+    # left out of both (``frogs.store.records.experiment_identity``,
+    # ``frogs.models.pretrain.clean_model_key``),
     # so the built-in models keep the ids and cache entries written before them.
     ADDED_KNOBS: ClassVar[dict[str, Any]] = {
         "arch": None,
@@ -336,7 +337,7 @@ class JobSettings:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     # bf16 autocast + channels_last: auto = where the device does bf16 natively (CUDA with bf16,
-    # CPUs with AVX512-BF16/AMX; frogs.precision); true | false to force
+    # CPUs with AVX512-BF16/AMX; frogs.models.precision); true | false to force
     amp: Any = "auto"
     threads: int | None = None  # torch CPU threads; null: $SLURM_CPUS_PER_TASK or torch's default
     # clean models and features, shared by all jobs (the command line: $FROGS_CACHE if set)

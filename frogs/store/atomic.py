@@ -7,7 +7,7 @@ renamed onto ``path`` with ``os.replace``; on any error the temporary file is re
 is left as it was. The new file gets the mode ``open()`` would give it (mkstemp's is 0600).
 
 ``results.jsonl`` is the exception: records are appended whole, never replaced
-(``frogs.records.RecordWriter``).
+(``frogs.store.records.RecordWriter``).
 """
 
 from __future__ import annotations

@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from frogs.atomic import atomic_write
+from frogs.config.registry import Registry
+from frogs.config.settings import DatasetSettings
 from frogs.errors import ConfigError, DataNotFoundError
 from frogs.interchange.safe_pickle import ARRAYS, safe_load
-from frogs.registry import Registry
-from frogs.settings import DatasetSettings
+from frogs.store.atomic import atomic_write
 
 log = logging.getLogger(__name__)
 

@@ -14,16 +14,16 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from frogs.errors import ConfigError
-from frogs.plugins import load_plugins, search_path_override
-from frogs.records import job_folder_excluded_keys
-from frogs.registry import Registry, import_builtins
-from frogs.settings import (
+from frogs.config.plugins import load_plugins, search_path_override
+from frogs.config.registry import Registry, import_builtins
+from frogs.config.settings import (
     JobSettings,
     validate,
 )
+from frogs.errors import ConfigError
+from frogs.store.records import job_folder_excluded_keys
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 
 def option_registries() -> dict[str, Registry]:
@@ -41,7 +41,8 @@ def option_registries() -> dict[str, Registry]:
 
 def register_resolvers() -> None:
     """OmegaConf resolvers the YAML uses: ``${frogs_excluded_keys:}`` is Hydra's
-    ``override_dirname.exclude_keys`` (conf/config.yaml), from the one list in ``frogs.records``."""
+    ``override_dirname.exclude_keys`` (conf/config.yaml), from the one list in
+    ``frogs.store.records``."""
     OmegaConf.register_new_resolver("frogs_excluded_keys", job_folder_excluded_keys, replace=True)
 
 

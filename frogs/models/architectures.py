@@ -28,10 +28,10 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
+from frogs.config.registry import Registry
+from frogs.config.settings import ModelSettings
 from frogs.errors import ConfigError
-from frogs.records import stable_hash
-from frogs.registry import Registry
-from frogs.settings import ModelSettings
+from frogs.store.records import stable_hash
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """A shared on-disk cache of tensors (clean models, clean features), safe for many jobs at once.
 
 The first job to need an entry builds it under a file lock; the others wait and reuse it. Entries
-are written atomically (``frogs.atomic``: a temporary file renamed into place), with a SHA-256
+are written atomically (``frogs.store.atomic``: a temporary file renamed into place), with a SHA-256
 beside them, so a reader never sees a partial file, and a truncated or garbage entry is detected,
 logged and rebuilt.
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from filelock import FileLock
 
-from frogs.atomic import atomic_write
+from frogs.store.atomic import atomic_write
 
 log = logging.getLogger(__name__)
 

@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from frogs.attacks import Crafted
+from frogs.data.selection import TargetChoice
 from frogs.errors import NumericalError
-from frogs.feature_scale import target_overlap
-from frogs.perceptibility import perceptibility_fields
-from frogs.selection import TargetChoice
+from frogs.measures.feature_scale import target_overlap
+from frogs.measures.perceptibility import perceptibility_fields
 from frogs.victims import PoisonedVictim
 
 if TYPE_CHECKING:
-    from frogs.job import Job, TrialPlan
+    from frogs.experiment.job import Job, TrialPlan
 
 
 def evaluate(
@@ -71,7 +71,7 @@ def evaluate(
 
 def overlap_fields(job: Job, target_batch: torch.Tensor, poisons: torch.Tensor) -> dict[str, Any]:
     """How close the poisons came to the target in the clean feature space, against the scale of
-    the clean training images (``frogs.feature_scale``: the overlap criterion)."""
+    the clean training images (``frogs.measures.feature_scale``: the overlap criterion)."""
     victim = job.victim
     with torch.no_grad():
         target_features = victim.feature_fn(target_batch)

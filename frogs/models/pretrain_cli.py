@@ -1,9 +1,9 @@
 """``frogs pretrain [--out PATH] [OVERRIDES...]``: train the clean model once, write it to a file.
 
 The overrides compose the same config as ``frogs`` itself; the clean model comes from
-``frogs.pretrain.load_clean_model`` (so the shared cache is filled too) and is written with its
-SHA-256 sidecar by ``frogs.checkpoint.save_checkpoint``. Any job then reuses it with the printed
-``model.checkpoint=PATH model.checkpoint_sha256=SHA``, on any machine, without pretraining.
+``frogs.models.pretrain.load_clean_model`` (so the shared cache is filled too) and is written with
+its SHA-256 sidecar by ``frogs.store.checkpoint.save_checkpoint``. Any job then reuses it with the
+printed ``model.checkpoint=PATH model.checkpoint_sha256=SHA``, on any machine, without pretraining.
 """
 
 from __future__ import annotations
@@ -21,16 +21,16 @@ from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
 from frogs import __version__
-from frogs.cache import ArtifactCache
-from frogs.checkpoint import save_checkpoint
-from frogs.config import compose_settings, error_line
-from frogs.data import load_dataset
+from frogs.config.compose import compose_settings, error_line
+from frogs.config.settings import JobSettings
+from frogs.data.datasets import load_dataset
+from frogs.data.task import resolve_task
 from frogs.errors import ConfigError, FrogsError
-from frogs.experiment import configure_threads, resolve_device
-from frogs.pretrain import CleanModel, clean_model_key, dataset_fingerprint, load_clean_model
-from frogs.records import git_sha
-from frogs.settings import JobSettings
-from frogs.task import resolve_task
+from frogs.experiment.run import configure_threads, resolve_device
+from frogs.models.pretrain import CleanModel, clean_model_key, dataset_fingerprint, load_clean_model
+from frogs.store.cache import ArtifactCache
+from frogs.store.checkpoint import save_checkpoint
+from frogs.store.records import git_sha
 from frogs.victims import VICTIMS
 
 log = logging.getLogger("frogs")

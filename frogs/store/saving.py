@@ -7,9 +7,9 @@ from pathlib import Path
 
 import torch
 
-from frogs.atomic import atomic_write
-from frogs.cache import save_tensors
-from frogs.task import Task
+from frogs.data.task import Task
+from frogs.store.atomic import atomic_write
+from frogs.store.cache import save_tensors
 
 MIN_CELL = 96  # pixels: small images (28x28, 32x32) are enlarged so a reader can judge them
 PERTURBATION_GAIN = 10.0

@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from frogs.atomic import atomic_write
 from frogs.errors import ConfigError
+from frogs.store.atomic import atomic_write
 
 SIDECAR_SUFFIX = ".sha256.json"
 

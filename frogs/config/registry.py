@@ -1,9 +1,9 @@
 """One registry per kind of thing (dataset, model, attack, defense, victim): a name maps to one
 builder and, for the groups whose options have their own knobs, to that option's settings schema.
 
-The schemas are Hydra structured configs: ``frogs.config.register_schemas`` stores each one as
-``GROUP/base_NAME`` so that the option's YAML names it in its defaults list, and
-``frogs.config.to_settings`` builds the option's dataclass from its ``name``.
+The schemas are Hydra structured configs: ``frogs.config.compose.register_schemas`` stores each
+one as ``GROUP/base_NAME`` so that the option's YAML names it in its defaults list, and
+``frogs.config.compose.to_settings`` builds the option's dataclass from its ``name``.
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""Configuration: the settings schemas, Hydra composition, the registries and plugins."""

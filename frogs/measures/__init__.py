@@ -1,0 +1,1 @@
+"""What a trial measures besides success: perceptibility and the feature-space scale."""

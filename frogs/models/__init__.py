@@ -1,0 +1,1 @@
+"""Models: architectures, training, mixed precision, clean-model pretraining."""

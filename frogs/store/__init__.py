@@ -1,0 +1,1 @@
+"""What frogs writes and reads back: atomic files, the cache, checkpoints, records, status."""
