@@ -5,12 +5,13 @@ moves ids must ship a migration of these records)."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
-from frogs.config import compose_settings
-from frogs.records import experiment_identity, trial_id
+from frogs.config.compose import compose_settings
+from frogs.store.records import experiment_identity, trial_id
 
 REPO = Path(__file__).resolve().parent.parent
 SWEEPS = REPO / "sweeps"
@@ -18,6 +19,9 @@ SWEEPS = REPO / "sweeps"
 STUDY_SWEEPS = {
     "e2e_poison_count_cpu": "e2e_poison_count",
     "e2e_bird_dog_epochs10": "e2e_poison_count",
+    "replication_transfer": "replication_transfer",
+    "replication_floor": "replication_transfer",
+    "replication_3way": "replication_transfer",
 }
 JOBS = sorted(
     path.parent
@@ -27,15 +31,23 @@ JOBS = sorted(
 
 
 def test_every_committed_study_folder_is_checked():
-    studies = {path.parent.parent.name for path in (REPO / "results").glob("e2e*/*/results.jsonl")}
+    studies = {
+        path.parent.parent.name
+        for pattern in ("e2e*/*/results.jsonl", "replication*/*/results.jsonl")
+        for path in (REPO / "results").glob(pattern)
+    }
     assert studies <= set(STUDY_SWEEPS), f"add {studies - set(STUDY_SWEEPS)} to STUDY_SWEEPS"
     assert JOBS, "no committed study records found"
 
 
 @pytest.mark.parametrize("job", JOBS, ids=[f"{j.parent.name}/{j.name}" for j in JOBS])
 def test_committed_trial_ids_are_what_the_study_command_composes(job):
+    # the folder name is Hydra's override_dirname: the job's overrides, comma-separated (a list
+    # value such as dataset.task_classes=[bird,dog,cat] keeps its own commas)
     settings = compose_settings(
-        job.name.split(","), config_dir=SWEEPS, config_name=STUDY_SWEEPS[job.parent.name]
+        re.split(r",(?![^\[]*\])", job.name),
+        config_dir=SWEEPS,
+        config_name=STUDY_SWEEPS[job.parent.name],
     )
     identity = experiment_identity(settings)
     records = [json.loads(line) for line in (job / "results.jsonl").read_text().splitlines()]
