@@ -192,9 +192,10 @@ def check_setups(
     train_labels: torch.Tensor,
     test_labels: torch.Tensor,
     class_names: Sequence[str],
+    names: Sequence[str] | None = None,
 ) -> None:
     """Check that every setup fits the dataset, raising a one-line ``ConfigError`` naming the
-    first setup that does not, and why.
+    first setup that does not, and why (as ``names[i]``, else ``setups[i]``).
 
     A setup fits when its classes are classes of the dataset, its target index is in the test
     split and has test label ``target_class``, and its base indices are non-empty, distinct,
@@ -208,7 +209,7 @@ def check_setups(
         return f"{c} ({class_names[c]})"
 
     for i, setup in enumerate(setups):
-        where = f"setups[{i}]"
+        where = names[i] if names is not None else f"setups[{i}]"
         for what, c in (("target class", setup.target_class), ("base class", setup.base_class)):
             if not 0 <= c < num_classes:
                 raise ConfigError(

@@ -85,10 +85,11 @@ def external_trials(
     the target's class and the poisons' label. Each folder must hold ``num_poisons`` poisons of
     one label, the base class (clean-label).
     """
-    trials = []
+    trials, folders = [], []
     for i in range(count):
         index = offset + i
         where = Path(folder).expanduser() / str(index)
+        folders.append(str(where))
         trial = read_trial_poisons(where)
         found = len(trial.poisons)
         if found != num_poisons:
@@ -124,24 +125,16 @@ def external_trials(
                 f"{fixed.target_label} ({data.class_names[fixed.target_label]!r})"
             )
         trials.append(fixed)
-    _check_bases(trials, data)
+    # the one check of a setup against the dataset (a setups file's trials passed it already)
+    if from_setups is None:
+        check_setups(
+            [Setup(t.target_label, t.target_index, t.base_label, t.base_indices) for t in trials],
+            train_labels=data.train_y,
+            test_labels=data.test_y,
+            class_names=data.class_names,
+            names=folders,
+        )
     return trials
-
-
-def _check_bases(trials: list[FixedTrial], data: ImageData) -> None:
-    for trial in trials:
-        bases = torch.tensor(trial.base_indices)
-        if len(bases) and (int(bases.min()) < 0 or int(bases.max()) >= len(data.train_y)):
-            raise ConfigError(
-                f"trial {trial.trial_index}: base indices outside the training split "
-                f"(0..{len(data.train_y) - 1})"
-            )
-        wrong = data.train_y[bases] != trial.base_label
-        if bool(wrong.any()):
-            raise ConfigError(
-                f"trial {trial.trial_index}: training image {int(bases[wrong][0])} is not of the "
-                f"base class {data.class_names[trial.base_label]!r}"
-            )
 
 
 def _same_image(found: torch.Tensor, expected: torch.Tensor, where: Path, index: int) -> None:

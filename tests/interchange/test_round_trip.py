@@ -225,3 +225,27 @@ def test_random_setups_fit_the_dataset_and_the_victims_training_set(cache):
     assert made != random_setups(data, count=6, num_poisons=3, train_per_class=10, seed=2)
     with pytest.raises(ConfigError, match="--poisons 11 is not allowed"):
         random_setups(data, count=1, num_poisons=11, train_per_class=10)
+
+
+@pytest.mark.parametrize(
+    ("bases", "message"),
+    [
+        ([0, 10**6], r"base index 1000000 is out of range of the training split"),
+        ([0, 0], r"base index 0 appears more than once"),
+    ],
+)
+def test_external_poison_folders_are_checked_as_setups(crafted, cache, tmp_path, bases, message):
+    """Without a setups file a folder's base indices get the setups file's checks, the folder
+    named in the one-line error."""
+    import shutil
+
+    import numpy as np
+
+    out, _ = crafted
+    folder = tmp_path / "external"
+    shutil.copytree(out / "poisons" / "benchmark", folder)
+    with open(folder / "0" / "base_indices.pickle", "wb") as handle:
+        pickle.dump(np.array(bases, dtype=np.int64), handle)
+    job = settings(cache, "attack=external", f"attack.path={folder}")
+    with pytest.raises(ConfigError, match=rf"{folder / '0'}: {message}"):
+        run(job, tmp_path / "run")
