@@ -424,8 +424,7 @@ def crafting_code_fingerprint(craft_fn) -> str:
     """A hash of the source of the modules crafting depends on (the attack's own and frogs'
     attacks, the budget among them), so that cached poisons are never reused across a change to
     that code."""
-    import frogs.attacks.budget  # noqa: F401  (loaded, so that its source is hashed)
-
+    # frogs.attacks (imported above) loads the budget, so it is among the modules hashed here
     names = {craft_fn.__module__}
     names |= {name for name in sys.modules if name.startswith("frogs.attacks")}
     sources = {}
