@@ -38,7 +38,8 @@ def run_transfer(iters: int, repeats: int, cache_dir: str | None) -> Measured:
     """Trials per minute with the job's cached clean features vs recomputed in every trial."""
     import torch
 
-    from frogs.experiment.run import prepare_job, run_trial
+    from frogs.experiment.prepare import prepare_job
+    from frogs.experiment.trial import run_trial
     from frogs.models.train import predict_in_batches
 
     settings = job_settings([*base_overrides(cache_dir), "trials=1", f"attack.iters={iters}"])
@@ -51,8 +52,9 @@ def run_transfer(iters: int, repeats: int, cache_dir: str | None) -> Measured:
         return 60.0  # one trial; rates come out in trials per minute
 
     def recomputed() -> float:
-        victim.train_features = predict_in_batches(victim.model.features, victim.train_x)
-        victim.test_features = predict_in_batches(victim.model.features, victim.test_x)
+        features = victim.evaluator.model.features
+        victim.retrainer.train_features = predict_in_batches(features, victim.data.train_x)
+        victim.evaluator.test_features = predict_in_batches(features, victim.data.test_x)
         run_trial(job, 0, target, out)
         return 60.0
 
@@ -69,7 +71,7 @@ _CHILD = """
 import sys, time, json
 from benchmarks.trial import job_settings
 import torch
-from frogs.experiment.run import configure_threads, prepare_job, resolve_device
+from frogs.experiment.prepare import configure_threads, prepare_job, resolve_device
 settings = job_settings(json.loads(sys.argv[1]))
 configure_threads(settings.threads)
 prepare_job(settings, resolve_device(settings.device))

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Feature collision and Bullseye Polytope on the first setups of a poisoning-benchmark-format
-# setups file for CIFAR-10 (issue 18; docs/interchange.md), white-box transfer learning: the
+# Feature collision, Bullseye Polytope and Convex Polytope on the first setups of a
+# poisoning-benchmark-format setups file for CIFAR-10 (issue 18; docs/interchange.md), white-box transfer learning: the
 # extractor is the shared clean AlexNet-CIFAR (../shared/models, all 10 classes), a new 10-way
 # head retrained on 250 images per class (2,500, the benchmark's transfer training-set size) in
 # which each setup's 25 bases are replaced by their poisons; L-inf 8/255, 8-bit poisons.
@@ -19,7 +19,7 @@ if [[ ! -f "$setups" ]]; then
   "$python" -m frogs.interchange.make_setups dataset=cifar10 --out "$setups" \
     --count 100 --poisons 25 --train-per-class 250 --seed 0
 fi
-for attack in feature_collision bullseye_polytope; do
+for attack in feature_collision bullseye_polytope convex_polytope; do
   echo "== $(date -u +%FT%TZ) $attack" >&2
   "$python" -m frogs dataset=cifar10 victim=transfer dataset.task_classes=all \
     dataset.train_per_class=250 model/pretrain=cpu \

@@ -14,7 +14,7 @@ from frogs.attacks.feature_collision import FeatureCollisionSettings
 from frogs.config.settings import DatasetSettings, JobSettings
 from frogs.defenses.none import NoDefenseSettings
 from frogs.store.records import read_records
-from frogs.victims import TransferSettings
+from frogs.victims.transfer import TransferSettings
 
 
 def whole_records(path: Path) -> list[dict]:

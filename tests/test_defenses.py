@@ -24,7 +24,7 @@ from frogs.defenses.spectral_signatures import (
 )
 from frogs.errors import ConfigError
 from frogs.experiment.run import run
-from frogs.victims import TransferSettings
+from frogs.victims.transfer import TransferSettings
 
 
 def planted(poisons: int = 5, clean: int = 40, dim: int = 16, seed: int = 0):
@@ -147,7 +147,7 @@ def test_defended_jobs_record_the_filter_and_share_the_crafted_poisons(
     """Two jobs that differ only in their defense: the second reuses the first's poisons (same
     pixels, no crafting), and both record what the defense removed."""
     from frogs.defenses.deep_knn import DeepKnnSettings as Knn
-    from frogs.victims import EndToEndSettings
+    from frogs.victims.end_to_end import EndToEndSettings
 
     if victim == "end_to_end":
         synthetic_settings.victim = EndToEndSettings(epochs=1, lr=1e-4)

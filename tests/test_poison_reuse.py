@@ -86,15 +86,18 @@ def test_closest_base_is_the_nearest_in_clean_features(synthetic_settings, tmp_p
     image whose clean features are nearest the target's."""
     import torch
 
-    from frogs.experiment.run import prepare_job, resolve_device, used_bases
+    from frogs.experiment.prepare import prepare_job, resolve_device
+    from frogs.experiment.trial import used_bases
 
     settings = _authors_e2e(synthetic_settings, 3, multi_base=False)
     settings.attack.base_selection = "closest"
     job = prepare_job(settings, resolve_device("cpu"))
     target = job.targets[0]
     with torch.no_grad():
-        goal = job.victim.feature_fn(job.data.test_x[target.index].unsqueeze(0)).flatten(1)
-        features = job.victim.feature_fn(job.data.test_x[job.base_candidates]).flatten(1)
+        goal = job.victim.evaluator.feature_fn(job.data.test_x[target.index].unsqueeze(0)).flatten(
+            1
+        )
+        features = job.victim.evaluator.feature_fn(job.data.test_x[job.base_candidates]).flatten(1)
     nearest = int(job.base_candidates[(features - goal).norm(dim=1).argmin()])
     assert used_bases(job, 0, target).tolist() == [nearest] * 3
     records = run(settings, tmp_path)

@@ -35,6 +35,7 @@ def option_registries() -> dict[str, Registry]:
 
     import_builtins("frogs.attacks")
     import_builtins("frogs.defenses")
+    import_builtins("frogs.victims")
     load_plugins()
     return {"attack": ATTACKS, "defense": DEFENSES, "victim": VICTIMS}
 

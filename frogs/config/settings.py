@@ -281,6 +281,10 @@ class VictimSettings:
     batch_size: int = 8
     weight_decay: float = 0.0
 
+    #: ``dataset.task_classes=auto`` for this victim: ``pair`` (the attacked pair only) or
+    #: ``all`` (every class of the dataset)
+    default_task_classes: ClassVar[str] = "pair"
+
     def check(self, job: JobSettings) -> None:
         """Raise ConfigError naming the first bad value."""
         require_positive(self.epochs, "victim.epochs")

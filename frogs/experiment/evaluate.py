@@ -17,7 +17,7 @@ from frogs.data.selection import TargetChoice
 from frogs.errors import NumericalError
 from frogs.measures.feature_scale import target_overlap
 from frogs.measures.perceptibility import perceptibility_fields
-from frogs.victims import PoisonedVictim
+from frogs.victims.outcome import PoisonedVictim
 
 if TYPE_CHECKING:
     from frogs.experiment.job import Job, TrialPlan
@@ -34,6 +34,7 @@ def evaluate(
     """Success, its control, clean accuracy, angle, attack metrics and perceptibility (of the
     trial's pair, on the victim ``plan`` gives it)."""
     victim, task = plan.victim, plan.victim.task
+    view, evaluator = victim.data, victim.evaluator
     control = victim.control()
     target_batch = job.data.test_x[target.index].to(job.device).unsqueeze(0)
     with torch.no_grad():
@@ -56,10 +57,10 @@ def evaluate(
         "control_success": control_predicted == task.base_row,
         "control_target_pred": task.names[control_predicted],
         "control_target_base_prob": float(control_probs[task.base_row]),
-        "clean_acc_before": victim.accuracy(job.clean_predictions, exclude),
-        "clean_acc_control": victim.accuracy(job.control_predictions(), exclude),
-        "clean_acc_after": victim.accuracy(victim.test_predictions(poisoned.predict), exclude),
-        "accuracy_set_size": victim.accuracy_set_size(exclude),
+        "clean_acc_before": view.accuracy(job.clean_predictions, exclude),
+        "clean_acc_control": view.accuracy(job.control_predictions(), exclude),
+        "clean_acc_after": view.accuracy(evaluator.test_predictions(poisoned.predict), exclude),
+        "accuracy_set_size": view.accuracy_set_size(exclude),
         "angular_deviation_deg": poisoned.angle_per_epoch[-1],
         "angular_deviation_per_epoch": poisoned.angle_per_epoch,
         "control_drift_deg": control.drift_deg,
@@ -72,11 +73,11 @@ def evaluate(
 def overlap_fields(job: Job, target_batch: torch.Tensor, poisons: torch.Tensor) -> dict[str, Any]:
     """How close the poisons came to the target in the clean feature space, against the scale of
     the clean training images (``frogs.measures.feature_scale``: the overlap criterion)."""
-    victim = job.victim
+    evaluator = job.victim.evaluator
     with torch.no_grad():
-        target_features = victim.feature_fn(target_batch)
-        poison_features = victim.feature_fn(poisons)
+        target_features = evaluator.feature_fn(target_batch)
+        poison_features = evaluator.feature_fn(poisons)
     return {
         **job.feature_scale().fields(),
-        **target_overlap(target_features, poison_features, victim.clean_training_features()),
+        **target_overlap(target_features, poison_features, evaluator.clean_training_features()),
     }

@@ -1,7 +1,7 @@
 """The values a job's stages share: ``Job`` (what every trial of a job reads, loaded once by
-``frogs.experiment.run.prepare_job``) and ``TrialPlan`` (what one trial attacks and where its bases
-are). Their own module, so that the stages (``frogs.experiment.evaluate``,
-``frogs.experiment.run``) import the values and not each other."""
+``frogs.experiment.prepare.prepare_job``) and ``TrialPlan`` (what one trial attacks and where its
+bases are). Their own module, so that the stages (``frogs.experiment.prepare``, ``trial``,
+``evaluate``) import the values and not each other."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from frogs.measures.feature_scale import FeatureScale, feature_scale
 from frogs.models.pretrain import CleanModel
 from frogs.models.train import predict_in_batches
 from frogs.store.cache import ArtifactCache
-from frogs.victims import Victim
+from frogs.victims.base import Victim
 
 
 @dataclass
@@ -52,7 +52,7 @@ class Job:
             images = self.data.test_x[self.base_candidates]
             with torch.no_grad():
                 features = predict_in_batches(
-                    lambda x: self.victim.feature_fn(x.to(self.device)).flatten(1), images
+                    lambda x: self.victim.evaluator.feature_fn(x.to(self.device)).flatten(1), images
                 )
             self._base_features = features
         return self._base_features
@@ -60,7 +60,7 @@ class Job:
     def feature_scale(self) -> FeatureScale:
         """Nearest-neighbour distances among the clean training features (once per job)."""
         if self._feature_scale is None:
-            self._feature_scale = feature_scale(self.victim.clean_training_features())
+            self._feature_scale = feature_scale(self.victim.evaluator.clean_training_features())
         return self._feature_scale
 
     def control_predictions(self) -> torch.Tensor:
@@ -68,7 +68,7 @@ class Job:
         that fails to train fails each trial, recorded, like any other numerical failure)."""
         if self._control_predictions is None:
             control = self.victim.control(progress=self.settings.progress)
-            self._control_predictions = self.victim.test_predictions(control.predict)
+            self._control_predictions = self.victim.evaluator.test_predictions(control.predict)
         return self._control_predictions
 
 

@@ -81,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Command line: frogs overrides for the dataset and clean model; prints the top pairs."""
     from frogs.config.compose import compose_settings
     from frogs.data.datasets import load_dataset
-    from frogs.experiment.run import cached_duplicates, resolve_device
+    from frogs.experiment.prepare import cached_duplicates, resolve_device
     from frogs.models.pretrain import load_clean_model
     from frogs.store.cache import ArtifactCache
 

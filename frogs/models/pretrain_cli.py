@@ -26,7 +26,7 @@ from frogs.config.settings import JobSettings
 from frogs.data.datasets import load_dataset
 from frogs.data.task import resolve_task
 from frogs.errors import ConfigError, FrogsError
-from frogs.experiment.run import configure_threads, resolve_device
+from frogs.experiment.prepare import configure_threads, resolve_device
 from frogs.models.pretrain import CleanModel, clean_model_key, dataset_fingerprint, load_clean_model
 from frogs.store.cache import ArtifactCache
 from frogs.store.checkpoint import save_checkpoint
@@ -96,7 +96,7 @@ def write_pretrained(settings: JobSettings, out: Path | None = None) -> WrittenC
     cache = ArtifactCache(Path(settings.cache_dir).expanduser())
     start = time.perf_counter()
     task = resolve_task(
-        data, settings.dataset, VICTIMS.get(settings.victim.name).default_task_classes
+        data, settings.dataset, VICTIMS.settings_class(settings.victim.name).default_task_classes
     )
     clean = load_clean_model(
         data, settings.model, cache, device, progress=settings.progress, task_classes=task.classes

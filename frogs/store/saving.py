@@ -102,13 +102,14 @@ def save_trial_features(
     generator = torch.Generator().manual_seed(trial_index)
     picks = {}
     for name, row in (("target_class", task.target_row), ("base_class", task.base_row)):
-        idx = torch.nonzero(victim.train_y.cpu() == row).flatten()
-        picks[name] = victim.train_x[idx[torch.randperm(len(idx), generator=generator)[:sample]]]
-    clean_weight, clean_bias = victim.clean_head_parameters()
+        idx = torch.nonzero(victim.data.train_y.cpu() == row).flatten()
+        chosen = idx[torch.randperm(len(idx), generator=generator)[:sample]]
+        picks[name] = victim.data.train_x[chosen]
+    clean_weight, clean_bias = victim.evaluator.clean_head_parameters()
     views = {}
     with torch.no_grad():
         for view, features, weight, bias in (
-            ("clean", victim.feature_fn, clean_weight, clean_bias),
+            ("clean", victim.evaluator.feature_fn, clean_weight, clean_bias),
             ("poisoned", poisoned.features, poisoned.head_weight, poisoned.head_bias),
         ):
             views[view] = {

@@ -20,7 +20,9 @@ from PIL import Image
 from frogs.config.compose import compose_settings
 from frogs.data.datasets import load_dataset
 from frogs.errors import ConfigError
-from frogs.experiment.run import plan_trial, prepare_job, run
+from frogs.experiment.prepare import prepare_job
+from frogs.experiment.run import run
+from frogs.experiment.trial import plan_trial
 from frogs.interchange.benchmark import Setup, write_setups
 from tests.conftest import whole_records
 
@@ -107,9 +109,11 @@ def test_poisons_replace_their_bases_in_the_training_set(cache, setups_file):
     job = prepare_job(settings(cache, "target_selection=setups", f"setups={setups_file}"), CPU)
     plan = plan_trial(job, 1)
     bases = torch.tensor(plan.fixed.base_indices)
-    training = plan.victim.poisoned_set(plan.base_images(job.data, bases), plan.replaced(bases))
-    assert len(training.inputs) == len(job.victim.train_y)  # replaced, not added
-    kept = job.victim.train_idx[training.clean_rows]
+    training = plan.victim.data.poisoned_set(
+        plan.base_images(job.data, bases), plan.replaced(bases)
+    )
+    assert len(training.inputs) == len(job.victim.data.train_y)  # replaced, not added
+    kept = job.victim.data.train_idx[training.clean_rows]
     assert not torch.isin(bases, kept).any()
     assert training.labels[training.is_poison].tolist() == [plan.victim.task.base_row] * 2
     assert plan.victim.task.names[plan.victim.task.base_row] == "c3"

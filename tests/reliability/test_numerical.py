@@ -7,9 +7,10 @@ from dataclasses import replace
 
 import pytest
 
-from frogs import victims
 from frogs.attacks.feature_collision import ATTACKS
 from frogs.experiment.run import run
+from frogs.victims import retrainer
+from frogs.victims.transfer import HeadRetrainer
 from tests.reliability.conftest import (
     TINY,
     copy_cache,
@@ -63,10 +64,10 @@ def test_nan_poisons_fail_only_their_trial(tmp_path, settings, monkeypatch):
 
 def test_nan_retrained_victim_fails_only_its_trial(tmp_path, settings, monkeypatch):
     def nan_head(poisoned):
-        poisoned.predict[1].weight.data.fill_(math.inf)
+        poisoned.predict.head.weight.data.fill_(math.inf)
         return poisoned
 
-    fail_once(monkeypatch, victims.TransferVictim, "retrain", nan_head)
+    fail_once(monkeypatch, HeadRetrainer, "retrain", nan_head)
     run(settings, tmp_path / "run")
     records = read_records(tmp_path / "run" / "results.jsonl")
     assert_only_trial_1_failed(records, "NumericalError", "victim outputs NaN or Inf")
@@ -74,14 +75,14 @@ def test_nan_retrained_victim_fails_only_its_trial(tmp_path, settings, monkeypat
 
 def test_non_finite_outcome_field_fails_its_trial_not_the_job(tmp_path, settings, monkeypatch):
     """A NaN that reaches the record (here the boundary angle) must not crash the JSON writer."""
-    original = victims.boundary_angle_deg
+    original = retrainer.boundary_angle_deg
     angles = iter([None] * settings.victim.epochs + [math.nan] * settings.victim.epochs)
 
     def angle(*args):
         value = next(angles, None)
         return original(*args) if value is None else value
 
-    monkeypatch.setattr(victims, "boundary_angle_deg", angle)
+    monkeypatch.setattr(retrainer, "boundary_angle_deg", angle)
     run(settings, tmp_path / "run")
     records = read_records(tmp_path / "run" / "results.jsonl")
     assert_only_trial_1_failed(records, "NumericalError", "angular_deviation_deg")
