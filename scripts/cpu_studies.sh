@@ -47,8 +47,11 @@ for study in "${studies[@]}"; do
       run "${bird_dog[@]}" attack.num_poisons=1,10,25,50 attack.opacity=0.3 trials=20 \
         "hydra.sweep.dir=$results/e2e_poison_count_cpu" ;;
     claim7_02)
-      run "${bird_dog[@]}" attack.num_poisons=1,10,25,50 attack.opacity=0.2 trials=20 \
-        "hydra.sweep.dir=$results/e2e_poison_count_cpu" ;;
+      # 10 targets at every count first (the fewest a verdict takes), then the other 10
+      for targets in 10 20; do
+        run "${bird_dog[@]}" attack.num_poisons=1,10,25,50 attack.opacity=0.2 "trials=$targets" \
+          "hydra.sweep.dir=$results/e2e_poison_count_cpu"
+      done ;;
     paired_iters)
       run "${bird_dog[@]}" attack.num_poisons=50 attack.opacity=0.3 trials=2 attack.iters=12000 \
         "hydra.sweep.dir=$results/e2e_bird_dog_iters12000" ;;
