@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Feature collision, Bullseye Polytope and Convex Polytope on the first setups of a
-# poisoning-benchmark-format setups file for CIFAR-10 (issue 18; docs/interchange.md), white-box transfer learning: the
-# extractor is the shared clean AlexNet-CIFAR (../shared/models, all 10 classes), a new 10-way
-# head retrained on 250 images per class (2,500, the benchmark's transfer training-set size) in
-# which each setup's 25 bases are replaced by their poisons; L-inf 8/255, 8-bit poisons.
+# poisoning-benchmark-format setups file for CIFAR-10 (issue 18; docs/interchange.md), white-box
+# transfer learning: the extractor is the shared clean AlexNet-CIFAR (../shared/models, all 10
+# classes), a new 10-way head retrained on 250 images per class (2,500, the benchmark's transfer
+# training-set size) in which each setup's 25 bases are replaced by their poisons; L-inf 8/255,
+# 8-bit poisons. Run it from the repository with the default FROGS_MODELS: the checkpoint's path
+# is part of the trials' identity, so another spelling of it records new trials.
 # Resumable: relaunching runs only the trials results/pb_cifar10_transfer/*/results.jsonl lack.
 #   scripts/pb_setups_cifar10.sh [TRIALS] [ITERS]     # defaults: 10 setups, 250 iterations
 set -euo pipefail
