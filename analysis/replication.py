@@ -917,17 +917,21 @@ def plot_poisons(results: Sequence[ClaimResult], out_dir: Path) -> list[Path]:
         opacity=(100 * rows["attack.opacity"].astype(float)).round().astype(int),
     )
     table = success_table(frame, by=["opacity", "poisons"])
-    colours = palette_for(sorted(table["opacity"].unique()))
-    for opacity, part in table.groupby("opacity"):
+    opacities = sorted(table["opacity"].unique())
+    colours = palette_for(opacities)
+    # the opacities side by side at each count (0.8 poisons apart), so that equal rates stay apart
+    dodge = {o: 0.8 * (i - (len(opacities) - 1) / 2) for i, o in enumerate(opacities)}
+    for index, (opacity, part) in enumerate(table.groupby("opacity")):
         part = part.sort_values("poisons")
+        x = part["poisons"] + dodge[opacity]
         ax.errorbar(
-            part["poisons"], part["rate"],
+            x, part["rate"],
             yerr=[part["rate"] - part["ci_low"], part["ci_high"] - part["rate"]],
             marker="o", capsize=3, color=colours[opacity], label=f"{opacity} % opacity",
         )  # fmt: skip
-        for _, row in part.iterrows():
-            ax.annotate(f"n={row['n']}", (row["poisons"], row["rate"]), fontsize=6,
-                        textcoords="offset points", xytext=(3, 4))  # fmt: skip
+        for position, (_, row) in zip(x, part.iterrows(), strict=True):
+            ax.annotate(f"n={int(row['n'])}", (position, row["rate"]), fontsize=6,
+                        textcoords="offset points", xytext=(3, 4 + 8 * index))  # fmt: skip
     ax.set(
         xlabel="number of poisons", ylabel="success rate (95 % Wilson CI)", ylim=(0, 1.02),
         title="Claim 7: success against the number of poisons (bird -> dog)",
