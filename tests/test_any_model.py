@@ -2,7 +2,7 @@
 
 The user network (``tests.user_models.skip_net``) has a skip connection, so its forward is not a
 chain of its children; f(x) is taken at a named torch.fx node and every part of frogs (pretraining,
-the cache, checkpoints, crafting, both victims) runs on it as on the built-in networks.
+the cache, checkpoints, crafting, defenses, both victims) runs on it as on the built-in networks.
 """
 
 from __future__ import annotations
@@ -68,6 +68,20 @@ def test_a_job_runs_on_a_user_module_with_both_victims(victim, cache_dir, tmp_pa
     for name in ("feat_dist_before", "feat_dist_after", "feat_dist_after_min"):
         assert math.isfinite(record[name]), name
     assert record["feat_dist_after"] < record["feat_dist_before"]  # crafting moved the poison
+
+
+@pytest.mark.parametrize("defense", ["deep_knn", "spectral_signatures"])
+def test_defenses_read_a_user_modules_features(defense, cache_dir, tmp_path):
+    """A defense filters on the clean model's f(x): on a user module, the named node's output."""
+    settings = settings_for(
+        f"defense={defense}", "attack.num_poisons=3", "model.feature_node=pool", cache=cache_dir
+    )
+    record = run(settings, tmp_path)[0]
+    assert record["status"] == "ok", record["error"]
+    assert record["defense"] == defense
+    assert 0 <= record["poisons_removed"] <= 3 and record["clean_removed"] >= 0
+    if defense == "spectral_signatures":  # it removes a fixed share of the base class's rows
+        assert record["poisons_removed"] + record["clean_removed"] > 0
 
 
 def test_features_are_the_named_node_including_the_skip():
