@@ -18,7 +18,7 @@ import torch
 
 from frogs.attacks import ATTACKS, Crafted, CraftingProblem, attack_budget
 from frogs.attacks.external import EXTERNAL_METRICS
-from frogs.config.settings import AttackSettings
+from frogs.config.settings import AttackSettings, DefenseSettings
 from frogs.data.poisoned_set import PoisonedSet
 from frogs.data.selection import TargetChoice, choose_bases
 from frogs.data.task import Task
@@ -35,6 +35,7 @@ from frogs.store.records import (
     stable_hash,
 )
 from frogs.store.saving import save_benchmark_poisons, save_trial_features, save_trial_poisons
+from frogs.victims.evaluator import Evaluator
 
 log = logging.getLogger(__name__)
 
@@ -201,10 +202,11 @@ def crafting_code_fingerprint(craft_fn) -> str:
     return stable_hash(sources)
 
 
-def defend(job: Job, training: PoisonedSet) -> Filtered:
-    """Stage 2: the defense's keep mask over the poisoned set, scored against the truth."""
-    features = job.victim.evaluator.set_features(training) if job.defense.needs_features else None
-    keep = DEFENSES.get(job.defense.name)(job.defense, features, training)
+def defend(defense: DefenseSettings, evaluator: Evaluator, training: PoisonedSet) -> Filtered:
+    """Stage 2: the defense's keep mask over the poisoned set (read in the clean model's feature
+    space, ``evaluator``), scored against the truth."""
+    features = evaluator.set_features(training) if defense.needs_features else None
+    keep = DEFENSES.get(defense.name)(defense, features, training)
     return score(keep, training)
 
 
@@ -217,7 +219,7 @@ def run_trial(job: Job, trial_index: int, target: TargetChoice, output_dir: Path
 
     started = time.perf_counter()
     training = victim.data.poisoned_set(crafted.poisons, plan.replaced(base_indices))
-    filtered = defend(job, training)
+    filtered = defend(job.defense, victim.evaluator, training)
     defend_s = time.perf_counter() - started
 
     started = time.perf_counter()
