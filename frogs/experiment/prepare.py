@@ -20,17 +20,12 @@ from frogs.defenses import DEFENSES
 from frogs.errors import ConfigError
 from frogs.experiment.job import Job
 from frogs.experiment.seeds import stream_seed
-from frogs.interchange.fixed_trials import (
-    check_in_training_set,
-    fixed_trials,
-)
+from frogs.interchange.fixed_trials import check_in_training_set, fixed_trials
 from frogs.models.architectures import MODELS, prepare_for_device
 from frogs.models.precision import resolve_amp
 from frogs.models.pretrain import dataset_fingerprint, load_clean_model
 from frogs.store.cache import ArtifactCache
-from frogs.store.records import (
-    stable_hash,
-)
+from frogs.store.records import stable_hash
 from frogs.victims import VICTIMS
 from frogs.victims.base import Victim, VictimInputs
 

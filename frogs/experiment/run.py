@@ -22,9 +22,7 @@ from frogs.errors import FrogsError, NumericalError
 from frogs.experiment.job import Job
 from frogs.experiment.prepare import configure_threads, prepare_job, resolve_device
 from frogs.experiment.trial import run_trial, task_fields, used_bases
-from frogs.interchange.fixed_trials import (
-    file_sha256,
-)
+from frogs.interchange.fixed_trials import file_sha256
 from frogs.store.records import (
     RESULTS_FILE,
     SCHEMA_VERSION,

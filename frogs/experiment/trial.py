@@ -27,13 +27,9 @@ from frogs.errors import NumericalError
 from frogs.experiment.evaluate import evaluate
 from frogs.experiment.job import Job, TrialPlan
 from frogs.experiment.seeds import stream_seed
-from frogs.interchange.fixed_trials import (
-    FixedTrial,
-)
+from frogs.interchange.fixed_trials import FixedTrial
 from frogs.models.pretrain import dataset_fingerprint
-from frogs.store.records import (
-    stable_hash,
-)
+from frogs.store.records import stable_hash
 from frogs.store.saving import save_benchmark_poisons, save_trial_features, save_trial_poisons
 from frogs.victims.evaluator import Evaluator
 
