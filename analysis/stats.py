@@ -9,29 +9,15 @@ import numpy as np
 import pandas as pd
 
 from analysis.load import LEGACY_COLUMNS, NO_DEFENSE
+from frogs.store.records import PARAMETER_COLUMNS
 
 logger = logging.getLogger(__name__)
 
-#: Top-level swept parameter columns of a record (schema 3), in the order they are shown and
-#: grouped; ``parameter_columns`` puts the settings columns (``SETTINGS_PREFIXES``) after
-#: ``target_selection``. The budget radius is grouped by ``eps_255`` (the same radius as ``eps``,
-#: in /255 units); ``stop_distance`` is the job's resolved threshold, not a setting, ``victim``
-#: repeats ``scenario`` and ``seed`` tells replicates apart, so they are not parameters.
-PARAM_COLUMNS = (
-    "scenario",
-    "dataset",
-    "model",
-    "attack",
-    "defense",
-    "target_class",
-    "base_class",
-    "target_selection",
-    "constraint",
-    "eps_255",
-    "pretrain_epochs",
-    "pretrain_schedule",
-    "pretrain_classes",
-)
+#: The record's top-level parameter columns, in the order they are shown and grouped (frogs
+#: writes them and names them once: ``frogs.store.records.PARAMETER_COLUMNS``);
+#: ``parameter_columns`` puts the settings columns (``SETTINGS_PREFIXES``) after
+#: ``target_selection``.
+PARAM_COLUMNS = PARAMETER_COLUMNS
 #: Settings columns are named ``<group>.<field>`` after frogs' settings dataclasses: every field
 #: of the chosen attack, victim and defense (docs/records.md). Each one present is a parameter.
 SETTINGS_PREFIXES = ("attack.", "victim.", "defense.")

@@ -13,6 +13,7 @@ from frogs.experiment.run import run
 from frogs.measures.perceptibility import field_names
 from frogs.store.records import (
     NOT_IDENTITY_KEYS,
+    PARAMETER_COLUMNS,
     RecordWriter,
     experiment_identity,
     read_records,
@@ -90,6 +91,8 @@ def test_records_hold_every_contract_field(synthetic_settings, tmp_path):
         }
         missing = (contract_fields() | set(field_names()) | set(derived)) - set(record)
         assert not missing, f"record lacks {sorted(missing)}"
+        # the columns analysis groups success rates by are all written
+        assert set(PARAMETER_COLUMNS) <= set(record), set(PARAMETER_COLUMNS) - set(record)
         assert record["attack.num_poisons"] == 3 and record["attack.eps"] == 8 / 255
         assert record["status"] == "ok" and isinstance(record["success"], bool)
         assert len(record["base_indices"]) == 3

@@ -27,6 +27,26 @@ log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 3
 RESULTS_FILE = "results.jsonl"
+#: The top-level columns of a record (schema 3) that say what its trial was asked to do, besides
+#: the ``attack.*``, ``victim.*`` and ``defense.*`` settings columns: what analysis groups success
+#: rates by, in this order. The budget radius is grouped by ``eps_255`` (the same radius as ``eps``,
+#: in /255 units); ``stop_distance`` is the job's resolved threshold, not a setting, ``victim``
+#: repeats ``scenario`` and ``seed`` tells replicates apart, so they are not parameters.
+PARAMETER_COLUMNS = (
+    "scenario",
+    "dataset",
+    "model",
+    "attack",
+    "defense",
+    "target_class",
+    "base_class",
+    "target_selection",
+    "constraint",
+    "eps_255",
+    "pretrain_epochs",
+    "pretrain_schedule",
+    "pretrain_classes",
+)
 #: The settings that do not identify a trial (dotted keys): where and how a job runs, and which
 #: optional artefacts it saves; none changes a trial's outcome. The one list of them: trial ids
 #: leave them out (``experiment_identity``), and so do a sweep's job folder names
