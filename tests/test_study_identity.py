@@ -19,6 +19,9 @@ SWEEPS = REPO / "sweeps"
 STUDY_SWEEPS = {
     "e2e_poison_count_cpu": "e2e_poison_count",
     "e2e_bird_dog_epochs10": "e2e_poison_count",
+    "e2e_bird_dog_iters12000": "e2e_poison_count",
+    "e2e_outliers_cpu": "e2e_outliers",
+    "e2e_ablation_cpu": "e2e_ablation",
     "replication_transfer": "replication_transfer",
     "replication_floor": "replication_transfer",
     "replication_3way": "replication_transfer",
