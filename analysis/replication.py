@@ -497,13 +497,58 @@ def _monotone_claim(result: ClaimResult) -> None:
         f"Spearman rho(#poisons, success) = {per_trial.statistic:.2f} over {len(rows)} trials"
     )
     rising = per_trial.statistic > 0
-    result.conclude(
-        _reproduced(result.claim) if rising else Verdict.NOT_REPRODUCED,
-        ("success rises with #poisons" if rising else "no rise with #poisons")
-        + f" (p = {per_trial.pvalue:.2g})",
+    reason = ("success rises with #poisons" if rising else "no rise with #poisons") + (
+        f" (p = {per_trial.pvalue:.2g})"
     )
+    higher, opacity_text, missing = _opacity_comparison(rows)
+    if opacity_text:
+        reason += f"; {opacity_text}"
+    # the opacities are compared once every one has run every count; until then, the rise only
+    judged = None if missing else higher
+    result.conclude(
+        _reproduced(result.claim) if rising and judged is not False else Verdict.NOT_REPRODUCED,
+        reason,
+    )
+    if missing:
+        as_measured = result.verdict_text
+        result.verdict = Verdict.TOO_FEW
+        result.reason = f"{missing}; as measured: {as_measured}"
     result.psnr_median = _median(rows, "poison_psnr_base_worst")
     result.linf255_max = _max(rows, "poison_linf255_base_worst")
+
+
+def _opacity_comparison(rows: pd.DataFrame) -> tuple[bool | None, str, str]:
+    """Fig. 5b's second finding, the higher opacity above the lower: (whether it is, pooled over
+    the poison counts every opacity ran; None when not measured), its text, and what is missing
+    ("" when every opacity ran every count)."""
+    opacity = (100 * rows["attack.opacity"].astype(float)).round().astype(int)
+    if opacity.nunique() < 2:
+        return None, "", ""
+    counts = rows["attack.num_poisons"].astype(int)
+    ran = {o: set(counts[opacity == o]) for o in sorted(opacity.unique())}
+    every = set().union(*ran.values())
+    missing = "; ".join(
+        f"the {o} % opacity arm lacks {', '.join(map(str, sorted(every - c)))} poisons"
+        for o, c in ran.items()
+        if every - c
+    )
+    common = set.intersection(*ran.values())
+    low, high = min(ran), max(ran)
+    shared = counts.isin(common)
+    rates = {
+        o: Rate(
+            int(rows["success"][shared & (opacity == o)].sum()),
+            int((shared & (opacity == o)).sum()),
+        )
+        for o in (low, high)
+    }
+    above = rates[high].rate > rates[low].rate
+    text = (
+        f"{high} % opacity {'above' if above else 'not above'} {low} % at the counts both ran"
+        f"{' so far' if missing else ''} "
+        f"({', '.join(map(str, sorted(common)))}): {rates[high].text()} vs {rates[low].text()}"
+    )
+    return above, text, missing
 
 
 def _ablation_claim(result: ClaimResult) -> None:

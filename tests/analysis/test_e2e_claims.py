@@ -27,8 +27,9 @@ def frame(frame_of):
     for poisons in (1, 10, 25, 50):
         for opacity in (0.2, 0.3):
             for i in range(20):
-                # success rises with the number of poisons (by construction)
-                records.append(e2e_record(index, success=i < poisons // 5, poisons=poisons,
+                # success rises with the number of poisons, 30 % above 20 % (by construction)
+                kills = poisons // 5 - (opacity == 0.2)
+                records.append(e2e_record(index, success=i < kills, poisons=poisons,
                                     opacity=opacity))  # fmt: skip
                 index += 1
     # paired comparison runs: epochs 10 on the first 3 targets of the 50 / 0.3 job
@@ -74,6 +75,9 @@ def test_claim_7_curve_has_both_opacities(frame, tmp_path):
     seven = _claim(results, "7")
     assert "Spearman rho" in seven.number
     assert seven.verdict is Verdict.REPRODUCED_REDUCED and "success rises" in seven.reason
+    # 30 %: 0 + 2 + 5 + 10 of 80; 20 %: 0 + 1 + 4 + 9 of 80
+    assert "30 % opacity above 20 % at the counts both ran (1, 10, 25, 50)" in seven.reason
+    assert "21 % (17/80" in seven.reason and "18 % (14/80" in seven.reason
     arms = set(seven.arms["arm"])
     assert {"1 poisons, 20 %", "50 poisons, 30 %", "25 poisons, 20 %"} <= arms
     # the epochs-10 comparison runs of claim 5 are not a poison-count arm's trials
@@ -115,3 +119,30 @@ def test_comparison_runs_undo_some_reductions_but_not_all():
     # as run (reduced), two paired comparisons, and a paper-scale run (which counts)
     assert comparison_runs(frame, E2E_REDUCTIONS).tolist() == [False, True, True, False]
     assert not comparison_runs(frame[["attack.iters"]], E2E_REDUCTIONS).any()
+
+
+def _poison_count_records(cells: dict[tuple[int, float], int], n: int = 10) -> list[dict]:
+    """``n`` records per (poison count, opacity) cell, the first ``kills`` of them successes."""
+    records, index = [], 0
+    for (poisons, opacity), kills in cells.items():
+        for i in range(n):
+            records.append(e2e_record(index, success=i < kills, poisons=poisons, opacity=opacity))
+            index += 1
+    return records
+
+
+def test_claim_7_waits_for_every_count_at_the_lower_opacity(frame_of):
+    """Fig. 5b also says 30 % beats 20 %: with the 20 % arm at one count, that is not judged yet."""
+    cells = {(1, 0.3): 0, (10, 0.3): 2, (25, 0.3): 4, (1, 0.2): 0}
+    seven = _claim(measure_claims(frame_of(_poison_count_records(cells))), "7")
+    assert seven.verdict is Verdict.TOO_FEW
+    assert seven.reason.startswith("the 20 % opacity arm lacks 10, 25 poisons; as measured: ")
+    assert seven.measured is Verdict.REPRODUCED_REDUCED  # the rise alone, so far
+
+
+def test_claim_7_is_not_reproduced_when_the_higher_opacity_does_not_win(frame_of):
+    cells = {(1, 0.3): 0, (10, 0.3): 2, (1, 0.2): 0, (10, 0.2): 3}
+    seven = _claim(measure_claims(frame_of(_poison_count_records(cells))), "7")
+    assert seven.verdict is Verdict.NOT_REPRODUCED
+    assert "success rises" in seven.reason
+    assert "30 % opacity not above 20 % at the counts both ran (1, 10)" in seven.reason
