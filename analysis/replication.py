@@ -719,11 +719,13 @@ def _enough(result: ClaimResult) -> None:
     if result.arms is not None and "n" in result.arms and result.claim.metric != "success":
         counts = list(result.arms["n"])
     if counts and min(counts) < result.claim.min_n and result.verdict is not Verdict.NOT_RUN:
+        few = f"n = {min(counts)} < {result.claim.min_n} per arm"
+        if result.verdict is Verdict.TOO_FEW:  # already waiting for something else: say both
+            result.reason = f"{few}; {result.reason}"
+            return
         as_measured = result.verdict_text
         result.verdict = Verdict.TOO_FEW
-        result.reason = (
-            f"n = {min(counts)} < {result.claim.min_n} per arm; as measured: {as_measured}"
-        )
+        result.reason = f"{few}; as measured: {as_measured}"
 
 
 def headline_budget(results: Sequence[ClaimResult]) -> str | None:

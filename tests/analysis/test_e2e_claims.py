@@ -146,3 +146,14 @@ def test_claim_7_is_not_reproduced_when_the_higher_opacity_does_not_win(frame_of
     assert seven.verdict is Verdict.NOT_REPRODUCED
     assert "success rises" in seven.reason
     assert "30 % opacity not above 20 % at the counts both ran (1, 10)" in seven.reason
+
+
+def test_claim_7_says_every_reason_it_waits_for_once(frame_of):
+    cells = {(1, 0.3): 0, (10, 0.3): 2, (25, 0.3): 4, (1, 0.2): 0}
+    records = _poison_count_records(cells)[:-5]  # the 20 % arm's one count: 5 targets only
+    seven = _claim(measure_claims(frame_of(records)), "7")
+    assert seven.verdict is Verdict.TOO_FEW
+    assert seven.reason.startswith(
+        "n = 5 < 10 per arm; the 20 % opacity arm lacks 10, 25 poisons; as measured: "
+    )
+    assert seven.reason.count("as measured") == 1
