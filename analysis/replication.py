@@ -159,15 +159,20 @@ def _budget_sort(arms: pd.DataFrame) -> pd.DataFrame:
     return arms.loc[order].reset_index(drop=True)
 
 
+def opacity_percent(frame: pd.DataFrame) -> pd.Series:
+    """Each record's watermark opacity in whole percent; attacks without a watermark (the
+    polytopes) have no opacity: 0 %."""
+    opacity = 100 * pd.to_numeric(frame["attack.opacity"], errors="coerce").fillna(0.0)
+    return opacity.round().astype(int)
+
+
 def arm_label(frame: pd.DataFrame) -> pd.Series:
     """The arm of an end-to-end record: ablation arm, or poisons and opacity."""
     if frame.empty:
         return pd.Series(dtype=object)
     arms = ablation_arm(frame)
     counts = frame["attack.num_poisons"].astype(int).astype(str)
-    # attacks without a watermark (the polytopes) have no opacity: 0 %
-    opacity = 100 * pd.to_numeric(frame["attack.opacity"], errors="coerce").fillna(0.0)
-    plain = counts + " poisons, " + opacity.round().astype(int).astype(str) + " %"
+    plain = counts + " poisons, " + opacity_percent(frame).astype(str) + " %"
     return arms.where(arms != "full", plain)
 
 
@@ -521,7 +526,7 @@ def _opacity_comparison(rows: pd.DataFrame) -> tuple[bool | None, str, str]:
     """Fig. 5b's second finding, the higher opacity above the lower: (whether it is, pooled over
     the poison counts every opacity ran; None when not measured), its text, and what is missing
     ("" when every opacity ran every count)."""
-    opacity = (100 * rows["attack.opacity"].astype(float)).round().astype(int)
+    opacity = opacity_percent(rows)
     if opacity.nunique() < 2:
         return None, "", ""
     counts = rows["attack.num_poisons"].astype(int)
@@ -535,13 +540,8 @@ def _opacity_comparison(rows: pd.DataFrame) -> tuple[bool | None, str, str]:
     common = set.intersection(*ran.values())
     low, high = min(ran), max(ran)
     shared = counts.isin(common)
-    rates = {
-        o: Rate(
-            int(rows["success"][shared & (opacity == o)].sum()),
-            int((shared & (opacity == o)).sum()),
-        )
-        for o in (low, high)
-    }
+    arms = {o: shared & (opacity == o) for o in (low, high)}
+    rates = {o: Rate(int(rows["success"][arm].sum()), int(arm.sum())) for o, arm in arms.items()}
     above = rates[high].rate > rates[low].rate
     text = (
         f"{high} % opacity {'above' if above else 'not above'} {low} % at the counts both ran"
@@ -961,7 +961,7 @@ def plot_poisons(results: Sequence[ClaimResult], out_dir: Path) -> list[Path]:
         return save_figure(fig, out_dir, FIGURE_POISONS, formats=("png",))
     frame = rows.assign(
         poisons=rows["attack.num_poisons"].astype(int),
-        opacity=(100 * rows["attack.opacity"].astype(float)).round().astype(int),
+        opacity=opacity_percent(rows),
     )
     table = success_table(frame, by=["opacity", "poisons"])
     opacities = sorted(table["opacity"].unique())
