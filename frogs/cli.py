@@ -2,8 +2,10 @@
 
 ``frogs [overrides]`` runs one job (``-m`` for a multirun sweep); ``frogs pretrain [--out PATH]
 [overrides]`` writes the clean model of a config as a checkpoint (``frogs.models.pretrain_cli``);
-``frogs sweep-status DIR`` reports a sweep's progress. Errors in configuration or data print one
-line naming the bad value and exit with status 2, before any heavy work.
+``frogs sweep-status DIR`` reports a sweep's progress; ``frogs migrate-ids DIR`` rewrites the
+ids of records written under the earlier identity rule (``frogs.store.migrate``). Errors in
+configuration or data print one line naming the bad value and exit with status 2, before any
+heavy work.
 """
 
 from __future__ import annotations
@@ -54,6 +56,10 @@ def main() -> None:
         from frogs.store.status import main as status_main
 
         raise SystemExit(status_main(sys.argv[2:]))
+    if len(sys.argv) > 1 and sys.argv[1] == "migrate-ids":
+        from frogs.store.migrate import main as migrate_main
+
+        raise SystemExit(migrate_main(sys.argv[2:]))
     if len(sys.argv) > 1 and sys.argv[1] == "pretrain":
         from frogs.models.pretrain_cli import main as pretrain_main
 

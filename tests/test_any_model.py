@@ -10,13 +10,12 @@ from __future__ import annotations
 import copy
 import math
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
 
 from frogs.config.compose import compose_settings
-from frogs.config.settings import JobSettings, ModelSettings
+from frogs.config.settings import JobSettings
 from frogs.data.datasets import load_dataset
 from frogs.errors import ConfigError
 from frogs.experiment.run import run
@@ -24,7 +23,6 @@ from frogs.models.architectures import ModelSpec, build_model, prepare_for_devic
 from frogs.models.pretrain import clean_model_key, load_clean_model
 from frogs.models.pretrain_cli import write_pretrained
 from frogs.store.cache import ArtifactCache
-from frogs.store.records import experiment_identity, stable_hash
 from tests.conftest import whole_records
 from tests.user_models import SkipNet
 
@@ -170,19 +168,3 @@ def test_a_pretrain_checkpoint_reloads_to_identical_features(cache_dir, tmp_path
     assert clean_model_key(data, reload.model, clean.model) != clean_model_key(
         data, settings_for("model.feature_node=add").model, clean.model
     )
-
-
-def test_new_knobs_at_their_defaults_keep_builtin_ids_and_keys():
-    """Pinned before model.arch/builder/feature_node/in_channels existed: records and cache
-    entries of the built-in models keep their trial ids and clean-model keys."""
-    assert stable_hash(experiment_identity(JobSettings())["model"]) == "dc3f174c7b99198a"
-    data = SimpleNamespace(
-        name="pinned",
-        class_names=("a", "b"),
-        train_x=torch.zeros(4, 3, 8, 8),
-        test_x=torch.zeros(2, 3, 8, 8),
-    )
-    spec = ModelSpec(3, 32, 2, (0.5,), (0.25,))
-    for name, key in (("alexnet_cifar", "8e49f658c11364e4"), ("resnet18", "8c423efd97c2c8db")):
-        settings = ModelSettings(name=name)
-        assert clean_model_key(data, settings, build_model(spec, settings)) == key, name

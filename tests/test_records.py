@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -11,14 +10,8 @@ import torch
 from frogs.config.settings import setting_columns
 from frogs.experiment.run import run
 from frogs.measures.perceptibility import field_names
-from frogs.store.records import (
-    NOT_IDENTITY_KEYS,
-    PARAMETER_COLUMNS,
-    RecordWriter,
-    experiment_identity,
-    read_records,
-    trial_id,
-)
+from frogs.store.identity import experiment_identity, trial_id
+from frogs.store.records import PARAMETER_COLUMNS, RecordWriter, read_records
 from tests.conftest import whole_records
 
 CONTRACT = Path(__file__).resolve().parents[1] / "docs" / "records.md"
@@ -129,24 +122,6 @@ def test_trial_id_is_stable_and_ignores_where_it_runs(synthetic_settings):
     assert trial_id(identity, 0) != trial_id(identity, 1)
     synthetic_settings.attack.opacity = 0.3
     assert trial_id(experiment_identity(synthetic_settings), 0) != trial_id(identity, 0)
-
-
-def test_identity_leaves_out_the_one_list_of_keys(synthetic_settings):
-    """Trial ids leave out NOT_IDENTITY_KEYS (each a real setting), trials and trial_offset, and
-    nothing else: Hydra's folder names read the same list (tests/sweeps/test_compose.py)."""
-    plain, identity = asdict(synthetic_settings), experiment_identity(synthetic_settings)
-    for key in (*NOT_IDENTITY_KEYS, "trials", "trial_offset"):
-        *parents, name = key.split(".")
-        setting, kept = plain, identity
-        for parent in parents:
-            setting, kept = setting[parent], kept[parent]
-        assert name in setting, f"{key} is not a setting"
-        assert name not in kept, f"{key} is in trial ids"
-    # defense=none and setups=null are left out too, so that trials recorded before defenses and
-    # setups files existed keep their ids
-    assert set(plain) - set(identity) == {
-        key for key in (*NOT_IDENTITY_KEYS, "trials", "trial_offset") if "." not in key
-    } | {"defense", "setups"}
 
 
 def test_one_reader_skips_and_counts_what_is_not_a_record(tmp_path, caplog):

@@ -1,6 +1,6 @@
 """The committed study records stay reachable: every trial id under ``results/`` is what today's
-code gives the study's command, so relaunching a finished study runs nothing (and a change that
-moves ids must ship a migration of these records)."""
+code gives the study's command, so relaunching a finished study runs nothing (a change that moves
+ids ships a migration: ``frogs migrate-ids``)."""
 
 from __future__ import annotations
 
@@ -11,21 +11,13 @@ from pathlib import Path
 import pytest
 
 from frogs.config.compose import compose_settings
-from frogs.store.records import experiment_identity, trial_id
+from frogs.store.identity import experiment_identity, trial_id
 
 REPO = Path(__file__).resolve().parent.parent
 SWEEPS = REPO / "sweeps"
-# study folder under results/ -> the sweep config its jobs were composed from
-STUDY_SWEEPS = {
-    "e2e_poison_count_cpu": "e2e_poison_count",
-    "e2e_bird_dog_epochs10": "e2e_poison_count",
-    "e2e_bird_dog_iters12000": "e2e_poison_count",
-    "e2e_outliers_cpu": "e2e_outliers",
-    "e2e_ablation_cpu": "e2e_ablation",
-    "replication_transfer": "replication_transfer",
-    "replication_floor": "replication_transfer",
-    "replication_3way": "replication_transfer",
-}
+# study folder under results/ -> the sweep config its jobs were composed from (the file
+# `frogs migrate-ids results --config-dir sweeps --studies results/studies.json` reads too)
+STUDY_SWEEPS = json.loads((REPO / "results" / "studies.json").read_text())
 JOBS = sorted(
     path.parent
     for study in STUDY_SWEEPS
@@ -39,7 +31,7 @@ def test_every_committed_study_folder_is_checked():
         for pattern in ("e2e*/*/results.jsonl", "replication*/*/results.jsonl")
         for path in (REPO / "results").glob(pattern)
     }
-    assert studies <= set(STUDY_SWEEPS), f"add {studies - set(STUDY_SWEEPS)} to STUDY_SWEEPS"
+    assert studies <= set(STUDY_SWEEPS), f"add {studies - set(STUDY_SWEEPS)} to studies.json"
     assert JOBS, "no committed study records found"
 
 

@@ -7,7 +7,8 @@ import itertools
 import pytest
 import torch
 
-from frogs.models.train import fit
+from frogs.experiment.seeds import retrain_seeds
+from frogs.models.train import TrainSeeds, fit, seeded
 
 
 def epoch_rates(monkeypatch, **schedule) -> list[float]:
@@ -50,3 +51,36 @@ def test_held_epochs_keep_the_initial_rate_then_decay(monkeypatch):
 
 def test_constant_rate_without_final_lr(monkeypatch):
     assert epoch_rates(monkeypatch) == pytest.approx([1e-3] * 6)
+
+
+def test_seeded_draws_the_same_and_leaves_the_global_rng_as_it_was():
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    with seeded(7):
+        first = torch.rand(3)
+    assert torch.equal(torch.get_rng_state(), before)
+    with seeded(7):
+        assert torch.equal(torch.rand(3), first)
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_the_retraining_stream_is_per_job_and_keeps_the_recorded_values():
+    """One seed set for the control and every trial of a job; its values are the ones every
+    committed record was retrained with (job seed; seed + 1 for the poisons' slots)."""
+    assert retrain_seeds(5) == TrainSeeds(init=5, order=5, slots=6)
+    assert retrain_seeds(5) != retrain_seeds(6)
+
+
+def test_a_retraining_run_does_not_touch_the_global_rng():
+    from frogs.victims.retrainer import Retrainer
+    from frogs.victims.transfer import TransferSettings
+
+    retrainer = Retrainer(TransferSettings(epochs=1, batch_size=4), retrain_seeds(0))
+    torch.manual_seed(99)
+    before = torch.get_rng_state()
+    head = torch.nn.Linear(3, 2)
+    after_init = torch.get_rng_state()
+    x, y = torch.randn(8, 3, generator=torch.Generator().manual_seed(1)), torch.arange(8) % 2
+    retrainer.fit(head, x, y, num_clean=8, on_epoch=lambda _: None, progress=None)
+    assert torch.equal(torch.get_rng_state(), after_init)
+    assert not torch.equal(before, after_init)  # the check can fail: init did draw

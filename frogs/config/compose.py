@@ -21,7 +21,7 @@ from frogs.config.settings import (
     validate,
 )
 from frogs.errors import ConfigError
-from frogs.store.records import job_folder_excluded_keys
+from frogs.store.identity import job_folder_excluded_keys
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
 

@@ -90,17 +90,6 @@ class ModelSettings:
     # model=module: input channels the network takes; null: the dataset's
     in_channels: int | None = None
 
-    # Knobs added after trial ids and clean-model cache keys existed: at these values they are
-    # left out of both (``frogs.store.records.experiment_identity``,
-    # ``frogs.models.pretrain.clean_model_key``),
-    # so the built-in models keep the ids and cache entries written before them.
-    ADDED_KNOBS: ClassVar[dict[str, Any]] = {
-        "arch": None,
-        "builder": None,
-        "feature_node": None,
-        "in_channels": None,
-    }
-
     def __post_init__(self) -> None:
         self.check()
 

@@ -19,13 +19,13 @@ from frogs.data.task import resolve_task
 from frogs.defenses import DEFENSES
 from frogs.errors import ConfigError
 from frogs.experiment.job import Job
-from frogs.experiment.seeds import stream_seed
+from frogs.experiment.seeds import retrain_seeds, stream_seed
 from frogs.interchange.fixed_trials import check_in_training_set, fixed_trials
 from frogs.models.architectures import MODELS, prepare_for_device
 from frogs.models.precision import resolve_amp
 from frogs.models.pretrain import dataset_fingerprint, load_clean_model
 from frogs.store.cache import ArtifactCache
-from frogs.store.records import stable_hash
+from frogs.store.identity import cache_key
 from frogs.victims import VICTIMS
 from frogs.victims.base import Victim, VictimInputs
 
@@ -97,7 +97,7 @@ def ensemble_extractors(
 def cached_duplicates(data: ImageData, cache: ArtifactCache) -> torch.Tensor:
     """``duplicated_test_images(data)``, computed once per dataset and cached (hashing 70,000
     images is a noticeable part of a job's start); keyed like the clean model's data."""
-    key = stable_hash(dataset_fingerprint(data))
+    key = cache_key(data=dataset_fingerprint(data))
 
     def build() -> dict[str, torch.Tensor]:
         return {"duplicated": duplicated_test_images(data)}
@@ -152,7 +152,7 @@ def prepare_job(settings: JobSettings, device: torch.device) -> Job:
             settings.dataset,
             cache,
             device,
-            settings.seed,
+            retrain_seeds(settings.seed),
             duplicated,
             amp=amp,
         )

@@ -22,17 +22,8 @@ from frogs.errors import FrogsError, NumericalError
 from frogs.experiment.job import Job
 from frogs.experiment.prepare import configure_threads, prepare_job, resolve_device
 from frogs.experiment.trial import run_trial, task_fields, used_bases
-from frogs.interchange.fixed_trials import file_sha256
-from frogs.store.records import (
-    RESULTS_FILE,
-    SCHEMA_VERSION,
-    RecordWriter,
-    experiment_identity,
-    now_iso,
-    provenance,
-    stable_hash,
-    trial_id,
-)
+from frogs.store.identity import experiment_identity, file_sha256, stable_hash, trial_id
+from frogs.store.records import RESULTS_FILE, SCHEMA_VERSION, RecordWriter, now_iso, provenance
 
 log = logging.getLogger(__name__)
 

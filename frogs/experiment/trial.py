@@ -10,7 +10,7 @@ import json
 import logging
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,8 @@ from frogs.experiment.job import Job, TrialPlan
 from frogs.experiment.seeds import stream_seed
 from frogs.interchange.fixed_trials import FixedTrial
 from frogs.models.pretrain import dataset_fingerprint
-from frogs.store.records import stable_hash
+from frogs.models.train import seeded
+from frogs.store.identity import cache_key, stable_hash
 from frogs.store.saving import save_benchmark_poisons, save_trial_features, save_trial_poisons
 from frogs.victims.evaluator import Evaluator
 
@@ -114,7 +115,6 @@ def craft(
     used = job.attack.num_poisons
     crafting = replace(job.attack, num_poisons=crafted_count(job.attack), pool=None)
     base_indices = trial_bases(job, trial_index, target)
-    torch.manual_seed(stream_seed(settings.seed, "craft", trial_index))  # stochastic attacks
     problem = CraftingProblem(
         target=job.data.test_x[target.index].to(device),
         bases=plan.base_images(job.data, base_indices).to(device),
@@ -128,21 +128,19 @@ def craft(
         amp=job.amp,
         trial_index=trial_index,
     )
-    key = stable_hash(
-        {
-            "attack": asdict(crafting),
-            "clean_model": job.victim.evaluator.model_identity(),
-            "ensemble_models": asdict(settings.model),  # how named ensemble members are trained
-            "data": dataset_fingerprint(job.data),
-            "target": target.index,
-            "bases": base_indices.tolist(),
-            **({"bases_split": plan.base_split} if plan.base_split != "test" else {}),
-            "pixels": [float(problem.target.double().sum()), float(problem.bases.double().sum())],
-            "stream": [settings.seed, trial_index],
-            "device": device.type,
-            "amp": job.amp,
-            "code": crafting_code_fingerprint(ATTACKS.get(job.attack.name)),
-        }
+    key = cache_key(
+        attack=crafting,
+        clean_model=job.victim.evaluator.model_identity(),
+        ensemble_models=settings.model,  # how named ensemble members are trained
+        data=dataset_fingerprint(job.data),
+        target=target.index,
+        bases=base_indices.tolist(),
+        bases_split=plan.base_split,
+        pixels=[problem.target, problem.bases],
+        stream=[settings.seed, trial_index],
+        device=device.type,
+        amp=job.amp,
+        code=crafting_code_fingerprint(ATTACKS.get(job.attack.name)),
     )
 
     built: list[bool] = []
@@ -150,7 +148,8 @@ def craft(
     def build() -> dict[str, torch.Tensor]:
         built.append(True)
         started = time.perf_counter()
-        made = ATTACKS.get(job.attack.name)(crafting, problem)
+        with seeded(stream_seed(settings.seed, "craft", trial_index)):  # stochastic attacks
+            made = ATTACKS.get(job.attack.name)(crafting, problem)
         if not bool(torch.isfinite(made.poisons).all()):
             raise NumericalError("crafted poisons contain NaN or Inf")
         if made.poisons.shape != problem.bases.shape:

@@ -10,7 +10,6 @@ the dataset before any model is loaded or trained.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,11 +37,6 @@ class FixedTrial:
     base_label: int
     base_indices: tuple[int, ...]
     setup_index: int | None
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes (which setups file a record's trials came from)."""
-    return hashlib.sha256(Path(path).expanduser().read_bytes()).hexdigest()
 
 
 def setups_trials(path: str, data: ImageData, offset: int, count: int) -> list[FixedTrial]:

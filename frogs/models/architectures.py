@@ -31,7 +31,7 @@ from torch import nn
 from frogs.config.registry import Registry
 from frogs.config.settings import ModelSettings
 from frogs.errors import ConfigError
-from frogs.store.records import stable_hash
+from frogs.store.identity import stable_hash
 
 log = logging.getLogger(__name__)
 

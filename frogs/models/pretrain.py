@@ -13,7 +13,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -25,7 +25,7 @@ from frogs.models.architectures import FeatureClassifier, ModelSpec, build_model
 from frogs.models.train import fit, predict_in_batches
 from frogs.store.cache import ArtifactCache
 from frogs.store.checkpoint import load_checkpoint
-from frogs.store.records import stable_hash
+from frogs.store.identity import cache_key, stable_hash
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +33,6 @@ log = logging.getLogger(__name__)
 _TRAIN_ACCURACY = "__train_accuracy__"
 _TEST_ACCURACY = "__test_accuracy__"
 _TRAIN_INDICES = "__train_indices__"
-# Settings that say where a clean model comes from or what to do on failure, not what it is.
-_NOT_IN_KEY = ("checkpoint", "checkpoint_sha256", "on_missing_weights")
 # Settings that shape the network: a checkpoint must have been written with the same values.
 _ARCHITECTURE_FIELDS = (
     "name",
@@ -122,25 +120,27 @@ def clean_model_key(
 ) -> str:
     """The cache key of the clean model ``model`` (as built, before training) would become.
 
-    ``classes``: the resolved pretraining classes; part of the key only when they are not every
-    class (so keys written before ``model.pretrain.classes`` existed stay valid).
+    The model settings enter as their difference from the defaults, without the knobs that say
+    where weights come from rather than how they are trained (checkpoint, on_missing_weights) and
+    with ``model.pretrain.classes`` as the resolved ``classes``, part of the key only when they
+    are not every class.
     """
-    plain = asdict(settings)
-    for name in _NOT_IN_KEY:
-        plain.pop(name, None)
-    for name, default in ModelSettings.ADDED_KNOBS.items():
-        if name in plain and plain[name] == default:
-            plain.pop(name)  # keys written before the knob existed stay valid
-    plain["pretrain"].pop("classes", None)
-    key: dict[str, Any] = {
-        "model": plain,
+    keyed = replace(
+        settings,
+        checkpoint=None,
+        checkpoint_sha256=None,
+        on_missing_weights="error",
+        pretrain=replace(settings.pretrain, classes="all"),
+    )
+    parts: dict[str, Any] = {
+        "model": keyed,
         "loaded_weights": model.loaded_weights,
         "architecture": stable_hash(repr(model)),
         "data": dataset_fingerprint(data),
     }
     if classes is not None and tuple(classes) != tuple(range(len(data.class_names))):
-        key["pretrain_classes"] = list(classes)
-    return stable_hash(key)
+        parts["pretrain_classes"] = list(classes)
+    return cache_key(**parts)
 
 
 def pretrain_indices(
@@ -225,7 +225,7 @@ def _from_cache(
     classes: Sequence[int],
 ) -> CleanModel:
     """Build the model (its weights decide the key), then reuse or fill its cache entry."""
-    torch.manual_seed(settings.pretrain.seed)
+    torch.manual_seed(settings.pretrain.seed)  # initialisation and then pretraining's own draws
     model = build_model(model_spec(data), settings).to(device)
     key = clean_model_key(data, settings, model, classes)
     seconds: list[float] = []

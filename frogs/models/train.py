@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -12,6 +13,27 @@ from tqdm.auto import tqdm
 
 from frogs.errors import NumericalError
 from frogs.models.precision import autocast, channels_last
+
+
+@dataclass(frozen=True)
+class TrainSeeds:
+    """The seeds of one training run: ``init`` seeds the module's initialisation (torch's global
+    RNG, through ``seeded``), ``order`` the clean batches' order and ``slots`` where extra rows
+    (poisons) join them (``epoch_batches``)."""
+
+    init: int
+    order: int
+    slots: int
+
+
+@contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """torch's global RNG (CPU, and CUDA once in use) seeded with ``seed`` inside the block and
+    restored after it, so that one stage's seeding never leaks into the next."""
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
 
 
 @contextmanager

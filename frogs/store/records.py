@@ -9,14 +9,13 @@ analysis, tests). See docs/records.md for every field.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import logging
 import os
 import socket
 import subprocess
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -47,75 +46,6 @@ PARAMETER_COLUMNS = (
     "pretrain_schedule",
     "pretrain_classes",
 )
-#: The settings that do not identify a trial (dotted keys): where and how a job runs, and which
-#: optional artefacts it saves; none changes a trial's outcome. The one list of them: trial ids
-#: leave them out (``experiment_identity``), and so do a sweep's job folder names
-#: (``job_folder_excluded_keys``, which conf/config.yaml reads as ``${frogs_excluded_keys:}``).
-NOT_IDENTITY_KEYS = (
-    "device",
-    "amp",
-    "threads",
-    "progress",
-    "cache_dir",
-    "save_poisons",
-    "poison_format",
-    "save_features",
-    "feature_sample",
-    "dataset.root",
-    "dataset.download",
-)
-
-
-def job_folder_excluded_keys() -> list[str]:
-    """The keys Hydra leaves out of a job folder's name (``override_dirname.exclude_keys``).
-
-    ``NOT_IDENTITY_KEYS`` plus ``trials``: raising ``trials`` extends a job, so a relaunch with
-    more finds its folder and records. ``trial_offset`` is not among them: jobs at different offsets
-    attack different targets and need different folders (it is out of the identity only because
-    a trial id hashes the trial index itself).
-    """
-    return [*NOT_IDENTITY_KEYS, "trials"]
-
-
-def stable_hash(payload: Any, length: int = 16) -> str:
-    """Hex digest of a JSON-serialisable payload that does not depend on key order."""
-    text = json.dumps(payload, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:length]
-
-
-def experiment_identity(settings: Any) -> dict[str, Any]:
-    """The settings minus ``NOT_IDENTITY_KEYS``, ``trials`` and ``trial_offset`` (a trial id hashes
-    its index): what a job's trials *are*."""
-    plain = asdict(settings)
-    for key in (*NOT_IDENTITY_KEYS, "trials", "trial_offset"):
-        *parents, name = key.split(".")
-        node = plain
-        for parent in parents:
-            node = node.get(parent, {})
-        node.pop(name, None)
-    # Settings added later at a value that reproduces the earlier behaviour leave ids unchanged,
-    # so a relaunch still finds the records written before them.
-    model = plain.get("model", {})
-    for knob, default in getattr(type(settings.model), "ADDED_KNOBS", {}).items():
-        if knob in model and model[knob] == default:
-            model.pop(knob)
-    pretrain = model.get("pretrain", {})
-    if pretrain.get("classes") == "all":
-        pretrain.pop("classes")
-    if plain.get("setups", "") is None:
-        plain.pop("setups")
-    if plain.get("defense") == {"name": "none"}:
-        plain.pop("defense")
-    attack = plain.get("attack", {})
-    for knob, default in (("pool", None), ("target_noise", 0.05), ("base_selection", "random")):
-        if knob in attack and attack[knob] == default:
-            attack.pop(knob)
-    return plain
-
-
-def trial_id(identity: dict[str, Any], trial_index: int) -> str:
-    """Stable id of one trial: its configuration's identity plus its index."""
-    return stable_hash({"config": identity, "trial_index": trial_index})
 
 
 @functools.cache

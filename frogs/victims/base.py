@@ -12,6 +12,7 @@ from frogs.data.datasets import ImageData
 from frogs.data.poisoned_set import PoisonedSet
 from frogs.data.task import Task
 from frogs.models.pretrain import CleanModel
+from frogs.models.train import TrainSeeds
 from frogs.store.cache import ArtifactCache
 from frogs.victims.data_view import VictimData
 from frogs.victims.evaluator import Evaluator
@@ -22,7 +23,8 @@ from frogs.victims.retrainer import Retrainer
 @dataclass(frozen=True, eq=False)
 class VictimInputs:
     """What a victim's builder is given, once per job. ``duplicated`` marks the test images that
-    duplicate training images (never in the accuracy set); ``seed`` is the job's."""
+    duplicate training images (never in the accuracy set); ``seeds`` is the job's retraining
+    stream (``frogs.experiment.seeds.retrain_seeds``)."""
 
     settings: VictimSettings
     clean: CleanModel
@@ -31,7 +33,7 @@ class VictimInputs:
     dataset: DatasetSettings
     cache: ArtifactCache
     device: torch.device
-    seed: int
+    seeds: TrainSeeds
     duplicated: torch.Tensor
     amp: bool = False
 

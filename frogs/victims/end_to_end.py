@@ -19,7 +19,7 @@ from frogs.data.datasets import per_class_subset
 from frogs.data.poisoned_set import PoisonedSet
 from frogs.data.task import Task
 from frogs.models.architectures import FeatureClassifier
-from frogs.store.records import stable_hash
+from frogs.store.identity import cache_key
 from frogs.victims import VICTIMS
 from frogs.victims.base import Victim, VictimInputs
 from frogs.victims.data_view import VictimData
@@ -76,17 +76,15 @@ class NetworkRetrainer(Retrainer):
         view: VictimData,
         clean: FeatureClassifier,
     ) -> None:
-        super().__init__(inputs.settings, inputs.seed, inputs.amp)
+        super().__init__(inputs.settings, inputs.seeds, inputs.amp)
         self.clean, self.view, self.cache = clean, view, inputs.cache
         self.device = inputs.device
-        self.control_key = stable_hash(
-            {
-                "clean_model": model_identity(inputs.clean),
-                "victim": asdict(self.settings),
-                "seed": self.seed,
-                "classes": list(view.task.classes),
-                "train": view.train_idx.tolist(),
-            }
+        self.control_key = cache_key(
+            clean_model=model_identity(inputs.clean),
+            victim=self.settings,
+            seeds=asdict(self.seeds),
+            classes=list(view.task.classes),
+            train=view.train_idx,
         )
         self._control: tuple[nn.Module, list[torch.Tensor]] | None = None
 

@@ -15,16 +15,16 @@ from torch import nn
 from frogs.data.poisoned_set import PoisonedSet
 from frogs.models.pretrain import CleanModel
 from frogs.models.train import predict_in_batches
-from frogs.store.records import stable_hash
+from frogs.store.identity import cache_key
 from frogs.victims.data_view import VictimData
 
 
 def model_identity(clean: CleanModel) -> str:
     """What names the clean model in the keys of caches derived from it (features, control): its
-    checkpoint or cache entry's SHA-256, else a checksum of its weights."""
+    checkpoint or cache entry's SHA-256, else a fingerprint of its weights."""
     if clean.sha256:
         return clean.sha256
-    return stable_hash({k: float(v.double().sum()) for k, v in clean.model.state_dict().items()})
+    return cache_key(weights=dict(clean.model.state_dict()))
 
 
 def set_features(

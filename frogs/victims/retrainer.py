@@ -11,15 +11,15 @@ from torch import nn
 from frogs.config.settings import VictimSettings
 from frogs.data.poisoned_set import PoisonedSet
 from frogs.data.task import Task
-from frogs.models.train import fit
+from frogs.models.train import TrainSeeds, fit, seeded
 from frogs.victims.outcome import Control, PoisonedVictim, boundary_angle_deg
 
 
 class Retrainer:
     """Trains with the victim's settings; subclasses say what is trained (a head, the network)."""
 
-    def __init__(self, settings: VictimSettings, seed: int, amp: bool = False) -> None:
-        self.settings, self.seed, self.amp = settings, seed, amp
+    def __init__(self, settings: VictimSettings, seeds: TrainSeeds, amp: bool = False) -> None:
+        self.settings, self.seeds, self.amp = settings, seeds, amp
 
     def fit(
         self,
@@ -32,23 +32,24 @@ class Retrainer:
     ) -> None:
         """Train ``module`` in place. Every run (clean control and each poisoned trial) starts
         from the same seed and sees the same clean batches in the same order; poisons, the rows
-        after the clean training set, join fixed batches (``frogs.models.train.epoch_batches``)."""
-        torch.manual_seed(self.seed)
-        fit(
-            module,
-            inputs,
-            labels,
-            epochs=self.settings.epochs,
-            lr=self.settings.lr,
-            batch_size=self.settings.batch_size,
-            weight_decay=self.settings.weight_decay,
-            num_clean=num_clean,
-            slot_seed=self.seed + 1,
-            generator=torch.Generator().manual_seed(self.seed),
-            on_epoch=on_epoch,
-            progress=progress,
-            amp=self.amp,
-        )
+        after the clean training set, join fixed batches (``frogs.models.train.epoch_batches``).
+        torch's global RNG is seeded for the run only (``seeded``)."""
+        with seeded(self.seeds.init):
+            fit(
+                module,
+                inputs,
+                labels,
+                epochs=self.settings.epochs,
+                lr=self.settings.lr,
+                batch_size=self.settings.batch_size,
+                weight_decay=self.settings.weight_decay,
+                num_clean=num_clean,
+                slot_seed=self.seeds.slots,
+                generator=torch.Generator().manual_seed(self.seeds.order),
+                on_epoch=on_epoch,
+                progress=progress,
+                amp=self.amp,
+            )
 
     def control(self, task: Task, progress: bool = False) -> Control:
         """The clean-retrained control of ``task``'s pair (built once per job, cached where it is

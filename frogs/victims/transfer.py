@@ -18,9 +18,9 @@ from frogs.data.datasets import per_class_subset
 from frogs.data.poisoned_set import PoisonedSet
 from frogs.data.task import Task
 from frogs.models.architectures import FeatureClassifier
-from frogs.models.train import cpu_threads, predict_in_batches
+from frogs.models.train import cpu_threads, predict_in_batches, seeded
 from frogs.store.cache import ArtifactCache
-from frogs.store.records import stable_hash
+from frogs.store.identity import cache_key
 from frogs.victims import VICTIMS
 from frogs.victims.base import Victim, VictimInputs
 from frogs.victims.data_view import VictimData
@@ -48,9 +48,7 @@ def cached_features(
 ) -> torch.Tensor:
     """The clean model's features of ``inputs`` (one split of the data view), cached by the
     model's identity and the inputs."""
-    key = stable_hash(
-        {"model": identity, "inputs": [list(inputs.shape), float(inputs.double().sum())]}
-    )
+    key = cache_key(model=identity, inputs=inputs)
 
     def build() -> dict[str, torch.Tensor]:
         return {"features": predict_in_batches(model.features, inputs).cpu()}
@@ -69,18 +67,16 @@ class HeadRetrainer(Retrainer):
         view: VictimData,
         train_features: torch.Tensor,
     ) -> None:
-        super().__init__(inputs.settings, inputs.seed, inputs.amp)
+        super().__init__(inputs.settings, inputs.seeds, inputs.amp)
         self.model, self.device = inputs.clean.model, inputs.device
         self.train_features = train_features
         self.num_classes = len(view.task.classes)
-        key = stable_hash(
-            {
-                "model": model_identity(inputs.clean),
-                "train": view.train_idx.tolist(),
-                "classes": list(view.task.classes),
-                "victim": asdict(self.settings),
-                "seed": self.seed,
-            }
+        key = cache_key(
+            model=model_identity(inputs.clean),
+            train=view.train_idx,
+            classes=list(view.task.classes),
+            victim=self.settings,
+            seeds=asdict(self.seeds),
         )
 
         def build() -> dict[str, torch.Tensor]:
@@ -111,8 +107,8 @@ class HeadRetrainer(Retrainer):
     ) -> nn.Linear:
         """A new head trained on ``features``, its weights after every epoch appended to
         ``trajectory``."""
-        torch.manual_seed(self.seed)
-        head = nn.Linear(features.shape[1], self.num_classes).to(self.device)
+        with seeded(self.seeds.init):
+            head = nn.Linear(features.shape[1], self.num_classes).to(self.device)
         # One linear layer on in-memory features: one CPU thread is fastest (see cpu_threads).
         threads = cpu_threads(1) if self.device.type == "cpu" else nullcontext()
         with threads:

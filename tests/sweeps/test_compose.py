@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from frogs.config.compose import compose_config, compose_settings
 from frogs.config.settings import JobSettings
-from frogs.store.records import NOT_IDENTITY_KEYS, job_folder_excluded_keys
+from frogs.store.identity import NOT_IDENTITY_KEYS, job_folder_excluded_keys
 from tests.sweeps.helpers import SWEEPS, SWEEPS_DIR, smoke_job_count, smoke_overrides
 
 PAPER_SWEEPS = {"transfer_oneshot", "e2e_poison_count", "e2e_outliers", "e2e_ablation"}
