@@ -11,7 +11,7 @@ import torch
 
 from frogs.attacks import CraftingProblem, attack_budget
 from frogs.attacks.feature_collision import FeatureCollisionSettings
-from frogs.config.settings import DatasetSettings, JobSettings
+from frogs.config.settings import DatasetSettings, JobSettings, updated
 from frogs.defenses.none import NoDefenseSettings
 from frogs.store.records import read_records
 from frogs.victims.transfer import TransferSettings
@@ -82,10 +82,15 @@ def synthetic_settings(session_cache: Path) -> JobSettings:
         cache_dir=str(session_cache),
         progress=False,
     )
-    settings.model.pretrain.epochs = 3
-    settings.model.pretrain.train_per_class = None
-    settings.attack.iters = 30
-    settings.victim.epochs = 5
+    settings = updated(
+        settings,
+        {
+            "model.pretrain.epochs": 3,
+            "model.pretrain.train_per_class": None,
+            "attack.iters": 30,
+            "victim.epochs": 5,
+        },
+    )
     return settings
 
 

@@ -7,6 +7,7 @@ import logging
 
 import torch
 
+from frogs.config.settings import updated
 from frogs.experiment.run import run
 from frogs.models.train import epoch_batches
 
@@ -28,13 +29,18 @@ def test_poisons_join_the_clean_batches_without_reordering_them():
 
 
 def test_end_to_end_records_carry_the_clean_retrain_control(synthetic_settings, tmp_path):
-    synthetic_settings.victim.name = "end_to_end"
-    synthetic_settings.victim.lr = 1e-4
-    synthetic_settings.victim.batch_size = 32
-    synthetic_settings.victim.epochs = 2
-    synthetic_settings.dataset.task_classes = "all"
-    synthetic_settings.attack.num_poisons = 3
-    synthetic_settings.attack.opacity = 0.3
+    synthetic_settings = updated(
+        synthetic_settings,
+        {
+            "victim.name": "end_to_end",
+            "victim.lr": 1e-4,
+            "victim.batch_size": 32,
+            "victim.epochs": 2,
+            "dataset.task_classes": "all",
+            "attack.num_poisons": 3,
+            "attack.opacity": 0.3,
+        },
+    )
     records = run(synthetic_settings, tmp_path)
     assert [r["status"] for r in records] == ["ok", "ok"]
     for record in records:
@@ -61,19 +67,25 @@ class Messages(logging.Handler):
 def test_end_to_end_control_is_built_once_and_an_underfit_clean_model_is_flagged(
     synthetic_settings, tmp_path
 ):
-    synthetic_settings.victim.name = "end_to_end"
-    synthetic_settings.victim.epochs = 1
-    synthetic_settings.dataset.task_classes = "all"
-    synthetic_settings.trials = 1
-    synthetic_settings.model.pretrain.epochs = 1  # fits about 75 % of its training set
-    synthetic_settings.dataset.target_class = "c2"  # a class that model classifies correctly
+    synthetic_settings = updated(
+        synthetic_settings,
+        {
+            "victim.name": "end_to_end",
+            "victim.epochs": 1,
+            "dataset.task_classes": "all",
+            "trials": 1,
+            "model.pretrain.epochs": 1,  # fits about 75 % of its training set
+            "dataset.target_class": "c2",  # a class that model classifies correctly
+        },
+    )
     frogs_logger, handler = logging.getLogger("frogs"), Messages()
     level = frogs_logger.level
     frogs_logger.addHandler(handler)
     frogs_logger.setLevel(logging.INFO)
     try:
         run(synthetic_settings, tmp_path / "first")
-        synthetic_settings.attack.num_poisons = 2  # another job, same victim: same control
+        # another job, same victim: same control
+        synthetic_settings = updated(synthetic_settings, {"attack.num_poisons": 2})
         run(synthetic_settings, tmp_path / "second")
     finally:
         frogs_logger.removeHandler(handler)
@@ -87,19 +99,24 @@ def test_end_to_end_control_is_built_once_and_an_underfit_clean_model_is_flagged
 def test_innocuous_extra_image_barely_moves_the_end_to_end_boundary(synthetic_settings, tmp_path):
     """An unmodified base image as the 'poison': the run differs from the control by one image
     per epoch in a fixed batch, so the boundary stays close to the control's."""
-    synthetic_settings.victim.name = "end_to_end"
-    synthetic_settings.victim.lr = 1e-4
-    synthetic_settings.victim.batch_size = 32
-    synthetic_settings.victim.epochs = 2
-    synthetic_settings.dataset.task_classes = "all"
-    synthetic_settings.attack.optimize = False
+    synthetic_settings = updated(
+        synthetic_settings,
+        {
+            "victim.name": "end_to_end",
+            "victim.lr": 1e-4,
+            "victim.batch_size": 32,
+            "victim.epochs": 2,
+            "dataset.task_classes": "all",
+            "attack.optimize": False,
+        },
+    )
     records = run(synthetic_settings, tmp_path)
     angles = [r["angular_deviation_deg"] for r in records]
     assert max(angles) < 1.0, angles
 
 
 def test_accuracy_set_leaves_out_the_target_and_the_bases(synthetic_settings, tmp_path):
-    synthetic_settings.attack.num_poisons = 4
+    synthetic_settings = updated(synthetic_settings, {"attack.num_poisons": 4})
     records = run(synthetic_settings, tmp_path)
     task_test_images = 2 * synthetic_settings.dataset.synthetic_test_per_class
     for record in records:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from frogs.attacks.feature_collision import FeatureCollisionSettings
-from frogs.config.settings import DefenseSettings, JobSettings
+from frogs.config.settings import DefenseSettings, JobSettings, updated
 from frogs.defenses import PoisonedSet, score
 from frogs.defenses.activation_clustering import (
     ActivationClusteringSettings,
@@ -62,7 +62,7 @@ def test_deep_knn_plurality_keeps_ties_and_ignores_each_point_itself():
 
 def test_deep_knn_auto_k_is_twice_the_expected_poisons():
     job = JobSettings(attack=FeatureCollisionSettings())
-    job.attack.num_poisons = 7
+    job = updated(job, {"attack.num_poisons": 7})
     assert DeepKnnSettings().resolve(job).k == 14
     assert DeepKnnSettings(expected_poisons=3).resolve(job).k == 6
     assert DeepKnnSettings(k=5).resolve(job).k == 5
@@ -124,14 +124,14 @@ def test_bad_defense_settings_are_one_line_errors(settings, needle):
 
 
 def test_a_defense_limited_to_some_victims_names_the_victim():
-    @dataclass
+    @dataclass(frozen=True)
     class TransferOnly(DefenseSettings):
         name: str = "transfer_only"
         scenarios = ("transfer",)
 
     job = JobSettings(victim=TransferSettings())
     TransferOnly().check(job)
-    job.victim.name = "end_to_end"
+    job = updated(job, {"victim.name": "end_to_end"})
     with pytest.raises(
         ConfigError,
         match="defense=transfer_only is not allowed with "
@@ -150,8 +150,10 @@ def test_defended_jobs_record_the_filter_and_share_the_crafted_poisons(
     from frogs.victims.end_to_end import EndToEndSettings
 
     if victim == "end_to_end":
-        synthetic_settings.victim = EndToEndSettings(epochs=1, lr=1e-4)
-    synthetic_settings.trials = 2
+        synthetic_settings = updated(
+            synthetic_settings, {"victim": EndToEndSettings(epochs=1, lr=1e-4)}
+        )
+    synthetic_settings = updated(synthetic_settings, {"trials": 2})
     undefended = run(synthetic_settings, tmp_path / "none")
     defended = run(replace(synthetic_settings, defense=Knn(k=3)), tmp_path / "knn")
     for plain, knn in zip(undefended, defended, strict=True):

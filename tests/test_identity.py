@@ -72,7 +72,7 @@ def test_no_default_moved_without_a_migration():
     )
 
 
-@dataclass
+@dataclass(frozen=True)
 class FeatureCollisionPlus(FeatureCollisionSettings):
     """The feature-collision settings with a knob added later."""
 
@@ -92,7 +92,7 @@ def test_a_knob_added_at_its_default_moves_no_trial_id(synthetic_settings):
     assert cache_key(attack=moved.attack) != cache_key(attack=synthetic_settings.attack)
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModelSettingsPlus(ModelSettings):
     added_knob: str | None = None
 

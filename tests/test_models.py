@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from frogs.config.settings import ModelSettings
+from frogs.config.settings import ModelSettings, updated
 from frogs.errors import ConfigError
 from frogs.models.architectures import ModelSpec, build_model
 
@@ -115,7 +115,7 @@ def test_pretraining_instead_of_weights_needs_epochs():
     settings = ModelSettings(
         name="resnet18", weights="IMAGENET1K_V1", on_missing_weights="pretrain"
     )
-    settings.pretrain.epochs = 0
+    settings = updated(settings, {"pretrain.epochs": 0})
     with pytest.raises(ConfigError, match=r"model\.pretrain\.epochs=0.*nothing would train"):
         build_model(RGB, settings)
 

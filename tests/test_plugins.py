@@ -32,7 +32,7 @@ from frogs.errors import ConfigError
 from frogs.config.settings import AttackSettings, DefenseSettings, pixel_value
 
 
-@dataclass
+@dataclass(frozen=True)
 class UniformShiftSettings(AttackSettings):
     name: str = "uniform_shift"
     shift: Any = field(default="4/255", metadata={"pixels": True})
@@ -52,7 +52,7 @@ def uniform_shift(settings, problem: CraftingProblem) -> Crafted:
     return Crafted(poisons, problem.bases, {"plugin_metric": 42.0})
 
 
-@dataclass
+@dataclass(frozen=True)
 class DropNewestSettings(DefenseSettings):
     name: str = "drop_newest"
     count: int = 1

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from frogs.config.settings import validate
+from frogs.config.settings import updated, validate
 from frogs.errors import ConfigError
 from frogs.experiment.run import run
 
@@ -32,18 +32,22 @@ COMPARED = (
 
 
 def _authors_e2e(settings, num_poisons, pool=None, multi_base=True):
-    settings.attack.recipe = "authors_e2e"
-    settings.attack.lr = 1.0  # [0, 255] pixels: large enough to move in 20 iterations
-    settings.attack.beta0 = 0.1
-    settings.attack.constraint = "l2"
-    settings.attack.eps = None
-    settings.attack.iters = 20
-    settings.attack.opacity = 0.3
-    settings.attack.num_poisons = num_poisons
-    settings.attack.pool = pool
-    settings.attack.multi_base = multi_base
-    settings.trials = 2
-    return settings
+    return updated(
+        settings,
+        {
+            "attack.recipe": "authors_e2e",
+            "attack.lr": 1.0,  # [0, 255] pixels: large enough to move in 20 iterations
+            "attack.beta0": 0.1,
+            "attack.constraint": "l2",
+            "attack.eps": None,
+            "attack.iters": 20,
+            "attack.opacity": 0.3,
+            "attack.num_poisons": num_poisons,
+            "attack.pool": pool,
+            "attack.multi_base": multi_base,
+            "trials": 2,
+        },
+    )
 
 
 @pytest.mark.parametrize("multi_base", [True, False])
@@ -73,8 +77,13 @@ def test_first_n_of_a_pool_equal_crafting_n(synthetic_settings, tmp_path, multi_
 
 
 def test_pool_must_hold_the_poisons_and_needs_independent_poisons(synthetic_settings):
-    synthetic_settings.attack.num_poisons = 5
-    synthetic_settings.attack.pool = 3
+    synthetic_settings = updated(
+        synthetic_settings,
+        {
+            "attack.num_poisons": 5,
+            "attack.pool": 3,
+        },
+    )
     with pytest.raises(
         ConfigError, match=r"attack\.pool=3 is not allowed with attack\.num_poisons=5"
     ):
@@ -90,7 +99,7 @@ def test_closest_base_is_the_nearest_in_clean_features(synthetic_settings, tmp_p
     from frogs.experiment.trial import used_bases
 
     settings = _authors_e2e(synthetic_settings, 3, multi_base=False)
-    settings.attack.base_selection = "closest"
+    settings = updated(settings, {"attack.base_selection": "closest"})
     job = prepare_job(settings, resolve_device("cpu"))
     target = job.targets[0]
     with torch.no_grad():

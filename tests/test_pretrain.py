@@ -13,7 +13,7 @@ from torch import nn
 
 import frogs.models.pretrain
 from frogs.config.compose import compose_settings
-from frogs.config.settings import DatasetSettings, ModelSettings
+from frogs.config.settings import DatasetSettings, ModelSettings, updated
 from frogs.data.datasets import load_dataset
 from frogs.errors import ConfigError
 from frogs.models.architectures import build_model
@@ -60,12 +60,10 @@ def synthetic(seed: int = 0):
 
 
 def tiny_settings(**pretrain) -> ModelSettings:
-    settings = ModelSettings(name="alexnet_cifar")
-    settings.pretrain.epochs = 1
-    settings.pretrain.train_per_class = 16
-    for name, value in pretrain.items():
-        setattr(settings.pretrain, name, value)
-    return settings
+    changes = {"epochs": 1, "train_per_class": 16, **pretrain}
+    return updated(
+        ModelSettings(name="alexnet_cifar"), {f"pretrain.{k}": v for k, v in changes.items()}
+    )
 
 
 def no_training(*args, **kwargs):
@@ -117,7 +115,7 @@ def test_cache_key_follows_loaded_weights_and_architecture():
     model = build_model(model_spec(data), settings)
     key = clean_model_key(data, settings, model)
     pinned = ModelSettings(name="alexnet_cifar", checkpoint="x.pt", checkpoint_sha256="ab")
-    pinned.pretrain = settings.pretrain
+    pinned = updated(pinned, {"pretrain": settings.pretrain})
     assert clean_model_key(data, pinned, model) == key  # where it comes from is not what it is
     model.loaded_weights = "IMAGENET1K_V1"
     assert clean_model_key(data, settings, model) != key
@@ -271,7 +269,7 @@ def test_corrupt_checkpoint_or_wrong_pin_is_refused(written, tmp_path):
     payload[len(payload) // 2] ^= 0x01
     copy.write_bytes(bytes(payload))
     settings = checkpoint_settings(written)
-    settings.checkpoint = str(copy)
+    settings = updated(settings, {"checkpoint": str(copy)})
     with pytest.raises(ConfigError, match="corrupt"):
         load_clean_model(written["data"], settings, ArtifactCache(tmp_path), CPU)
 
@@ -289,7 +287,7 @@ def test_checkpoint_of_another_model_is_refused(written, tmp_path):
     path = tmp_path / "other.pt"
     save_checkpoint(path, {k: v for k, v in state.items() if k != "head.bias"}, meta)
     settings = checkpoint_settings(written)
-    settings.checkpoint = str(path)
+    settings = updated(settings, {"checkpoint": str(path)})
     with pytest.raises(
         ConfigError, match=r"does not fit model\.name='alexnet_cifar'.*head\.bias"
     ) as refused:
@@ -316,7 +314,7 @@ def test_checkpoint_without_provenance_keys_loads(written, tmp_path, monkeypatch
     path = tmp_path / "script.pt"
     save_checkpoint(path, state, meta)
     settings = checkpoint_settings(written)
-    settings.checkpoint = str(path)
+    settings = updated(settings, {"checkpoint": str(path)})
     clean = load_clean_model(written["data"], settings, ArtifactCache(tmp_path), CPU)
     assert clean.loaded_weights is None and len(clean.train_indices) == meta["train_size"]
 

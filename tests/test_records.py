@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from frogs.config.settings import setting_columns
+from frogs.config.settings import setting_columns, updated
 from frogs.experiment.run import run
 from frogs.measures.perceptibility import field_names
 from frogs.store.identity import experiment_identity, trial_id
@@ -69,10 +69,15 @@ def test_contract_lists_the_design_fields():
 
 
 def test_records_hold_every_contract_field(synthetic_settings, tmp_path):
-    synthetic_settings.save_poisons = True
-    synthetic_settings.save_features = True
-    synthetic_settings.feature_sample = 8
-    synthetic_settings.attack.num_poisons = 3
+    synthetic_settings = updated(
+        synthetic_settings,
+        {
+            "save_poisons": True,
+            "save_features": True,
+            "feature_sample": 8,
+            "attack.num_poisons": 3,
+        },
+    )
     records = run(synthetic_settings, tmp_path)
     assert len(records) == 2
     written = whole_records(tmp_path / "results.jsonl")
@@ -113,14 +118,19 @@ def test_relaunch_skips_recorded_trials_and_redoes_missing(synthetic_settings, t
 
 def test_trial_id_is_stable_and_ignores_where_it_runs(synthetic_settings):
     identity = experiment_identity(synthetic_settings)
-    synthetic_settings.device = "cuda"
-    synthetic_settings.cache_dir = "/elsewhere"
-    synthetic_settings.progress = True
-    synthetic_settings.save_poisons = not synthetic_settings.save_poisons
-    synthetic_settings.save_features = not synthetic_settings.save_features
+    synthetic_settings = updated(
+        synthetic_settings,
+        {
+            "device": "cuda",
+            "cache_dir": "/elsewhere",
+            "progress": True,
+            "save_poisons": not synthetic_settings.save_poisons,
+            "save_features": not synthetic_settings.save_features,
+        },
+    )
     assert experiment_identity(synthetic_settings) == identity
     assert trial_id(identity, 0) != trial_id(identity, 1)
-    synthetic_settings.attack.opacity = 0.3
+    synthetic_settings = updated(synthetic_settings, {"attack.opacity": 0.3})
     assert trial_id(experiment_identity(synthetic_settings), 0) != trial_id(identity, 0)
 
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from frogs.attacks.feature_collision import min_training_feature_distance
+from frogs.config.settings import updated
 from frogs.errors import ConfigError
 from frogs.experiment.run import run
 
@@ -19,7 +20,7 @@ def test_minimum_distance_ignores_duplicates():
 
 
 def test_auto_stop_distance_is_resolved_and_recorded(synthetic_settings, tmp_path):
-    synthetic_settings.attack.stop_distance = "auto"
+    synthetic_settings = updated(synthetic_settings, {"attack.stop_distance": "auto"})
     records = run(synthetic_settings, tmp_path)
     assert {r["attack.stop_distance"] for r in records} == {"auto"}
     distances = {r["stop_distance"] for r in records}
@@ -31,7 +32,7 @@ def test_auto_stop_distance_is_resolved_and_recorded(synthetic_settings, tmp_pat
 
 
 def test_bad_stop_distance_is_a_clear_error(synthetic_settings, tmp_path):
-    synthetic_settings.attack.stop_distance = "soon"
+    synthetic_settings = updated(synthetic_settings, {"attack.stop_distance": "soon"})
     from frogs.config.settings import validate
 
     with pytest.raises(ConfigError, match=r"attack\.stop_distance='soon'"):

@@ -8,6 +8,7 @@ from dataclasses import replace
 import pytest
 import torch
 
+from frogs.config.settings import updated
 from frogs.errors import ConfigError
 from frogs.experiment.prepare import prepare_job
 from frogs.models.train import predict_in_batches
@@ -20,7 +21,7 @@ def _job(settings, victim: str = "transfer"):
         settings = replace(
             settings, victim=EndToEndSettings(epochs=1, lr=1e-4, batch_size=32), trials=1
         )
-        settings.dataset.task_classes = "all"
+        settings = updated(settings, {"dataset.task_classes": "all"})
     return prepare_job(settings, torch.device("cpu"))
 
 
@@ -42,7 +43,7 @@ def test_evaluator_scores_a_retrained_victim_as_a_full_forward_pass_does(
 
 
 def test_for_pair_changes_the_attacked_pair_and_shares_everything_else(synthetic_settings):
-    synthetic_settings.dataset.task_classes = "all"
+    synthetic_settings = updated(synthetic_settings, {"dataset.task_classes": "all"})
     job = _job(synthetic_settings)
     victim = job.victim
     task = replace(victim.task, target_label=2, base_label=3)

@@ -19,7 +19,7 @@ from frogs.attacks import ATTACKS, Crafted, CraftingProblem
 from frogs.attacks.convex_polytope import PolytopeSettings, run_polytope
 
 
-@dataclass
+@dataclass(frozen=True)
 class BullseyePolytopeSettings(PolytopeSettings):
     """Bullseye Polytope's knobs: those of every polytope attack (``PolytopeSettings``)."""
 

@@ -29,7 +29,7 @@ from frogs.errors import ConfigError, NumericalError
 from frogs.models.precision import autocast
 
 
-@dataclass
+@dataclass(frozen=True)
 class PolytopeSettings(AttackSettings):
     """What Convex and Bullseye Polytope share.
 
@@ -79,7 +79,7 @@ def check_ensemble_entry(entry: str) -> None:
     )
 
 
-@dataclass
+@dataclass(frozen=True)
 class ConvexPolytopeSettings(PolytopeSettings):
     """Convex Polytope's knobs: ``coefficient_steps`` simplex steps per iteration."""
 

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 EXTERNAL_METRICS = ("poisons_source", "poisons_sha256", "poisons_within_benchmark_linf")
 
 
-@dataclass
+@dataclass(frozen=True)
 class ExternalSettings(AttackSettings):
     """Where the poisons are: ``path``, a folder of trial folders named by trial index.
 

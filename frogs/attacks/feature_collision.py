@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from enum import StrEnum
 from typing import Any
 
 import torch
@@ -30,7 +31,17 @@ from frogs.models.precision import autocast, channels_last
 
 log = logging.getLogger(__name__)
 
-RECIPES = ("algorithm1", "authors", "authors_e2e")
+
+class Recipe(StrEnum):
+    """algorithm1: Alg. 1 on [0, 1] pixels | authors: the official transfer code's loop |
+    authors_e2e: the official end-to-end code's loop (both in [0, 255] pixels)."""
+
+    algorithm1 = "algorithm1"
+    authors = "authors"
+    authors_e2e = "authors_e2e"
+
+
+RECIPES = tuple(Recipe)
 #: Record fields only ``recipe=authors_e2e`` measures (means over the poisons).
 AUTHORS_E2E_METRICS = (
     "feat_dist_after_unclipped",
@@ -38,10 +49,19 @@ AUTHORS_E2E_METRICS = (
     "craft_stopped_early",
     "craft_iters_per_poison",
 )
-STEPS = ("gradient", "sign")
 
 
-@dataclass
+class Step(StrEnum):
+    """sign (x - lr * sign(grad), PGD-style) | gradient (x - lr * grad, Alg. 1)."""
+
+    gradient = "gradient"
+    sign = "sign"
+
+
+STEPS = tuple(Step)
+
+
+@dataclass(frozen=True)
 class FeatureCollisionSettings(AttackSettings):
     """Feature collision's knobs (Eq. 1, Algorithm 1) and its variants.
 
@@ -56,12 +76,12 @@ class FeatureCollisionSettings(AttackSettings):
     name: str = "feature_collision"
     # algorithm1: Alg. 1 on [0, 1] pixels | authors: the official transfer code's loop |
     # authors_e2e: the official end-to-end code's loop (both in [0, 255] pixels)
-    recipe: str = "algorithm1"
+    recipe: Recipe = Recipe.algorithm1
     # watermark gamma: start = gamma * target + (1 - gamma) * base (Sec. 4.2 uses 0.2-0.3)
     opacity: float = 0.0
     iters: int = 1000  # crafting iterations (at most)
     # forward step: sign (x - lr * sign(grad), PGD-style) | gradient (x - lr * grad, Alg. 1)
-    step: str = "sign"
+    step: Step = Step.sign
     # forward-step size; sign: [0, 1] pixels per step (0.5/255); gradient: [0, 1] pixels per unit
     # gradient
     lr: float = 0.5 / 255

@@ -53,10 +53,29 @@ def register_schemas() -> None:
     a key the option does not have fails at composition."""
     register_resolvers()
     store = ConfigStore.instance()
-    store.store(name="frogs_schema", node=JobSettings)
+    store.store(name="frogs_schema", node=writable_schema(JobSettings))
     for group, registry in option_registries().items():
         for name, schema in registry.schemas().items():
-            store.store(group=group, name=f"base_{name}", node=schema)
+            store.store(group=group, name=f"base_{name}", node=writable_schema(schema))
+
+
+def writable_schema(schema: type) -> DictConfig:
+    """A settings dataclass as a typed config that composition may write into: the settings are
+    frozen (read-only once built), which OmegaConf would carry over to the config as read-only
+    and so refuse every YAML value and override."""
+    node = OmegaConf.structured(schema)
+    _clear_readonly(node)
+    OmegaConf.set_readonly(node, False)
+    return node
+
+
+def _clear_readonly(node: DictConfig) -> None:
+    """Drop the read-only flag a frozen dataclass gives its node and each nested one."""
+    OmegaConf.set_readonly(node, None)
+    for key in node:
+        child = node._get_node(key)
+        if isinstance(child, DictConfig):
+            _clear_readonly(child)
 
 
 def to_settings(cfg: DictConfig) -> JobSettings:
@@ -73,8 +92,8 @@ def to_settings(cfg: DictConfig) -> JobSettings:
                 f"{', '.join(sorted(registry.schemas()))} ({group}=NAME)"
             )
         schema = registry.settings_class(node["name"])
-        options[group] = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), node))
-    settings = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(JobSettings), plain))
+        options[group] = OmegaConf.to_object(OmegaConf.merge(writable_schema(schema), node))
+    settings = OmegaConf.to_object(OmegaConf.merge(writable_schema(JobSettings), plain))
     return validate(replace(settings, **options))
 
 

@@ -8,15 +8,62 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from enum import StrEnum
+from typing import Any, ClassVar, TypeVar
 
 from frogs.errors import ConfigError
 from frogs.models.precision import amp_setting
 
 
-@dataclass
+class TargetSelection(StrEnum):
+    """random | outlier (lowest clean confidence among correctly classified) | setups (trial i =
+    setup i of the setups file; docs/interchange.md)."""
+
+    random = "random"
+    outlier = "outlier"
+    setups = "setups"
+
+
+class PoisonFormat(StrEnum):
+    """frogs | benchmark (also poisoning-benchmark's pickles)."""
+
+    frogs = "frogs"
+    benchmark = "benchmark"
+
+
+class BaseSelection(StrEnum):
+    """random (a seeded draw) | closest (nearest the target in the clean feature space)."""
+
+    random = "random"
+    closest = "closest"
+
+
+class Constraint(StrEnum):
+    """The budget's norm."""
+
+    linf = "linf"
+    l2 = "l2"
+
+
+class Device(StrEnum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Schedule(StrEnum):
+    constant = "constant"
+    exponential = "exponential"
+
+
+class MissingWeights(StrEnum):
+    error = "error"
+    pretrain = "pretrain"
+
+
+@dataclass(frozen=True)
 class DatasetSettings:
     """Which images, which class pair, how much of it (``dataset=`` group)."""
 
@@ -39,7 +86,7 @@ class DatasetSettings:
     synthetic_test_per_class: int = 32
 
 
-@dataclass
+@dataclass(frozen=True)
 class PretrainSettings:
     """How frogs trains the clean model when no ready weights are configured.
 
@@ -51,7 +98,7 @@ class PretrainSettings:
     epochs: int = 2
     lr: float = 1e-3
     final_lr: float | None = None
-    schedule: str = "constant"
+    schedule: Schedule = Schedule.constant
     hold_epochs: int = 0
     batch_size: int = 128
     train_per_class: int | None = 2000
@@ -63,7 +110,7 @@ class PretrainSettings:
     classes: Any = "all"
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModelSettings:
     """The network whose penultimate layer is the feature space f(x) (``model=`` group)."""
 
@@ -71,7 +118,7 @@ class ModelSettings:
     weights: str | None = None
     # When ``weights`` cannot be loaded (offline, no cached file): ``error`` stops the job with a
     # clear message; ``pretrain`` trains the network with ``pretrain.*`` instead.
-    on_missing_weights: str = "error"
+    on_missing_weights: MissingWeights = MissingWeights.error
     # A clean-model file written by ``frogs pretrain`` (verified by its SHA-256 sidecar); when set,
     # no pretraining happens. ``checkpoint_sha256`` optionally pins the expected checksum.
     checkpoint: str | None = None
@@ -168,7 +215,7 @@ class ModelSettings:
             )
 
 
-@dataclass
+@dataclass(frozen=True)
 class AttackSettings:
     """What every attack has (``attack=`` group's base schema): how many poisons, which bases,
     and the perceptibility budget each poison must stay in.
@@ -184,7 +231,7 @@ class AttackSettings:
     iters: int = 1000
     # the budget's norm: linf (clip to the eps-ball; replaces the proximal step, App. C) | l2
     # (proximal step, then the eps-ball if eps is set)
-    constraint: str = "linf"
+    constraint: Constraint = Constraint.linf
     # budget radius in [0, 1] pixel units (L-inf: per pixel; L2: over the image); "N/255" works;
     # null with l2: no hard radius
     eps: Any = field(default="8/255", metadata={"pixels": True})
@@ -193,7 +240,7 @@ class AttackSettings:
     # random: the bases are a seeded draw from the base class's test images; closest: the ones
     # nearest the target in the clean feature space (the official end-to-end code's choice for
     # its single-base arm, find_closest_3.py)
-    base_selection: str = "random"
+    base_selection: BaseSelection = BaseSelection.random
     # Poisons crafted per target when a sweep over num_poisons reuses them, as the official
     # end-to-end code does: the set of ``pool`` poisons is crafted once (and cached) and a trial
     # uses its first num_poisons; null: craft num_poisons. Bases are drawn so that the first N
@@ -260,7 +307,7 @@ class AttackSettings:
                 )
 
 
-@dataclass
+@dataclass(frozen=True)
 class VictimSettings:
     """How the victim retrains on clean data plus poisons (``victim=`` group's base schema)."""
 
@@ -282,7 +329,7 @@ class VictimSettings:
         require_positive(self.weight_decay, "victim.weight_decay", allow_zero=True)
 
 
-@dataclass
+@dataclass(frozen=True)
 class DefenseSettings:
     """A training-set filter between crafting and retraining (``defense=`` group's base schema).
 
@@ -309,7 +356,7 @@ class DefenseSettings:
         return self
 
 
-@dataclass
+@dataclass(frozen=True)
 class JobSettings:
     """Everything one job needs: the groups plus the top-level knobs."""
 
@@ -325,10 +372,10 @@ class JobSettings:
     trial_offset: int = 0
     # random | outlier (lowest clean confidence among correctly classified) | setups (trial i =
     # setup i of the setups file; docs/interchange.md)
-    target_selection: str = "random"
+    target_selection: TargetSelection = TargetSelection.random
     setups: str | None = None  # a poisoning-benchmark setups file, with target_selection=setups
     seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda
+    device: Device = Device.auto
     # bf16 autocast + channels_last: auto = where the device does bf16 natively (CUDA with bf16,
     # CPUs with AVX512-BF16/AMX; frogs.models.precision); true | false to force
     amp: Any = "auto"
@@ -338,7 +385,7 @@ class JobSettings:
     # target/bases/poisons as tensors + PNG grid under poisons/ (the command line saves them)
     save_poisons: bool = False
     # frogs | benchmark: also poisoning-benchmark's pickles, poisons/benchmark/<i>/
-    poison_format: str = "frogs"
+    poison_format: PoisonFormat = PoisonFormat.frogs
     save_features: bool = False  # penultimate features, clean vs poisoned model, under features/
     feature_sample: int = 200  # training images per class in the saved feature snapshots
     progress: bool = True
@@ -346,13 +393,15 @@ class JobSettings:
 
 #: The crafting extractor that is the victim's own clean model (``attack.ensemble`` entries).
 CLEAN = "clean"
-TARGET_SELECTIONS = ("random", "outlier", "setups")
-POISON_FORMATS = ("frogs", "benchmark")
-BASE_SELECTIONS = ("random", "closest")
-CONSTRAINTS = ("linf", "l2")
-DEVICES = ("auto", "cpu", "cuda")
-SCHEDULES = ("constant", "exponential")
-MISSING_WEIGHTS = ("error", "pretrain")
+# The allowed values of the enum-typed knobs, for the checks of settings built in code (Hydra
+# refuses any other value at composition).
+TARGET_SELECTIONS = tuple(TargetSelection)
+POISON_FORMATS = tuple(PoisonFormat)
+BASE_SELECTIONS = tuple(BaseSelection)
+CONSTRAINTS = tuple(Constraint)
+DEVICES = tuple(Device)
+SCHEDULES = tuple(Schedule)
+MISSING_WEIGHTS = tuple(MissingWeights)
 _PER_255 = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*/\s*255\s*$")
 
 
@@ -484,3 +533,24 @@ def setting_columns(group: str, option: Any) -> dict[str, Any]:
             value = pixel_value(value, f"{group}.{knob.name}")
         columns[f"{group}.{knob.name}"] = value
     return columns
+
+
+Settings = TypeVar("Settings")
+
+
+def updated(settings: Settings, changes: Mapping[str, Any]) -> Settings:
+    """A copy of ``settings`` with the dotted keys of ``changes`` set, e.g.
+    ``updated(job, {"attack.opacity": 0.3, "trials": 2})``: settings are frozen, so a change is a
+    new value (``dataclasses.replace`` at every level), validated as each dataclass validates on
+    construction."""
+    direct: dict[str, Any] = {}
+    nested: dict[str, dict[str, Any]] = {}
+    for key, value in changes.items():
+        head, _, rest = key.partition(".")
+        if rest:
+            nested.setdefault(head, {})[rest] = value
+        else:
+            direct[head] = value
+    for head, inner in nested.items():
+        direct[head] = updated(direct.get(head, getattr(settings, head)), inner)
+    return replace(settings, **direct)

@@ -19,7 +19,7 @@ from frogs.defenses import DEFENSES, PoisonedSet, filter_per_class
 from frogs.errors import ConfigError
 
 
-@dataclass
+@dataclass(frozen=True)
 class ActivationClusteringSettings(DefenseSettings):
     """``dims``: ICA components per class; ``max_cluster_fraction``: the largest relative size of
     a cluster that is still removed, in (0, 0.5] (0.35: ART's default threshold); ``seed``: ICA

@@ -24,7 +24,7 @@ from frogs.defenses.filters import FilterSettings, require_auto_or_count
 KNN_PER_POISON = 2
 
 
-@dataclass
+@dataclass(frozen=True)
 class DeepKnnSettings(FilterSettings):
     """``k``: neighbours that vote; ``auto`` = 2 x ``expected_poisons`` (the paper's rule of
     thumb)."""

@@ -17,7 +17,7 @@ def require_auto_or_count(value: Any, name: str, auto: str) -> None:
     raise ConfigError(f"{name}={value!r} is not allowed; expected {auto} or an integer > 0")
 
 
-@dataclass
+@dataclass(frozen=True)
 class FilterSettings(DefenseSettings):
     """``expected_poisons``: how many poisons the defender provisions for (Deep k-NN's k and the
     spectral removal rate follow from it). ``auto`` is the attack's own ``num_poisons``: an

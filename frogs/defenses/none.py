@@ -10,7 +10,7 @@ from frogs.config.settings import DefenseSettings
 from frogs.defenses import DEFENSES, PoisonedSet
 
 
-@dataclass
+@dataclass(frozen=True)
 class NoDefenseSettings(DefenseSettings):
     """No knobs; it reads no features."""
 

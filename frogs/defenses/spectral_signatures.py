@@ -24,7 +24,7 @@ from frogs.errors import ConfigError
 OVER_REMOVAL = 1.5  # Tran et al.: remove 1.5 x the expected number of poisons per class
 
 
-@dataclass
+@dataclass(frozen=True)
 class SpectralSignaturesSettings(FilterSettings):
     """``removal_rate``: fraction of each class removed, in (0, 1); ``auto`` = 1.5 x the
     expected poisons / the class's size."""

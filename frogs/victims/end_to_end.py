@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 MIN_CLEAN_TRAIN_ACCURACY = 0.99  # the paper's clean model fits its training set (App. F: 100 %)
 
 
-@dataclass
+@dataclass(frozen=True)
 class EndToEndSettings(VictimSettings):
     """Sec. 4: the whole network retrained warm-start (Adam 1.85e-5, 10 epochs)."""
 

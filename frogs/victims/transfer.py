@@ -31,7 +31,7 @@ from frogs.victims.retrainer import Retrainer, angles
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(frozen=True)
 class TransferSettings(VictimSettings):
     """Sec. 3: the final layer retrained cold-start on frozen features (Adam, 100 epochs)."""
 

@@ -192,7 +192,6 @@ def test_a_pair_outside_the_task_is_refused(cache, setups_file, tmp_path):
         (["attack=external"], "needs attack.path=DIR"),
         (["attack=external", "attack.path=/no/such/folder"], "no such folder"),
         (["target_selection=setups", "setups=x", "attack.multi_base=false"], "multi_base"),
-        (["poison_format=png"], "poison_format='png' is not allowed"),
     ],
 )
 def test_bad_interchange_settings_fail_at_composition(tmp_path, overrides, message):

@@ -46,6 +46,7 @@ IN_PROCESS_CASES: dict[str, tuple[list[str], list[str]]] = {
     "iters-zero": (["attack.iters=0"], ["attack.iters=0", "> 0"]),
     "trials-zero": (["trials=0"], ["trials=0", "> 0"]),
     "device-cuda": (["device=cuda"], ["device='cuda'", "auto or cpu"]),
+    "enum-knob": (["attack.constraint=l1"], ["attack.constraint=l1", "expected one of [linf, l2]"]),
     "cifar-missing-root": (
         ["dataset=cifar10", "dataset.root=/nonexistent", "dataset.download=false"],
         ["/nonexistent", "cifar-10-batches-py"],

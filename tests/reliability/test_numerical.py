@@ -8,6 +8,7 @@ from dataclasses import replace
 import pytest
 
 from frogs.attacks.feature_collision import ATTACKS
+from frogs.config.settings import updated
 from frogs.experiment.run import run
 from frogs.victims import retrainer
 from frogs.victims.transfer import HeadRetrainer
@@ -91,7 +92,8 @@ def test_non_finite_outcome_field_fails_its_trial_not_the_job(tmp_path, settings
 def test_training_loss_overflow_in_retraining_is_a_failed_trial(tmp_path, settings):
     """A real overflow: end-to-end retraining with a step size far beyond float32's range."""
     settings = replace(settings, victim=replace(settings.victim, name="end_to_end", lr=1e30))
-    settings.dataset.target_class = "c2"  # a class the 1-epoch smoke model classifies correctly
+    # c2: a class the 1-epoch smoke model classifies correctly
+    settings = updated(settings, {"dataset.target_class": "c2"})
     run(settings, tmp_path / "run")
     records = read_records(tmp_path / "run" / "results.jsonl")
     assert [r["status"] for r in records] == ["failed"] * 3
