@@ -11,7 +11,8 @@ import torch
 
 from frogs.attacks import CraftingProblem, attack_budget
 from frogs.attacks.feature_collision import FeatureCollisionSettings
-from frogs.config.settings import DatasetSettings, JobSettings, updated
+from frogs.config.settings import JobSettings, updated
+from frogs.data.datasets import SyntheticDatasetSettings
 from frogs.defenses.none import NoDefenseSettings
 from frogs.store.records import read_records
 from frogs.victims.transfer import TransferSettings
@@ -69,14 +70,7 @@ def synthetic_settings(session_cache: Path) -> JobSettings:
         attack=FeatureCollisionSettings(),
         victim=TransferSettings(),
         defense=NoDefenseSettings(),
-        dataset=DatasetSettings(
-            name="synthetic",
-            root="unused",
-            target_class="c0",
-            base_class="c1",
-            train_per_class=None,
-            image_size=16,
-        ),
+        dataset=SyntheticDatasetSettings(train_per_class=None),
         trials=2,
         device="cpu",
         cache_dir=str(session_cache),

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from frogs.config.settings import DatasetSettings
-from frogs.data.datasets import load_dataset
+from frogs.data.datasets import SyntheticDatasetSettings, load_dataset
 from frogs.models.confusion import class_confusions
 
 
 def test_most_confused_pair_comes_first_with_its_rate_and_mean_probability():
-    data = load_dataset(DatasetSettings(name="synthetic", target_class="c0", base_class="c1"))
+    data = load_dataset(SyntheticDatasetSettings())
     labels = data.test_y.clone()
     # A classifier that calls every second c2 test image c3 and every c0 image c0.
     c2 = torch.nonzero(labels == 2).flatten()
@@ -34,7 +33,7 @@ def test_most_confused_pair_comes_first_with_its_rate_and_mean_probability():
 
 
 def test_left_out_images_and_classes_do_not_count():
-    data = load_dataset(DatasetSettings(name="synthetic", target_class="c0", base_class="c1"))
+    data = load_dataset(SyntheticDatasetSettings())
 
     def classify(batch: torch.Tensor) -> torch.Tensor:
         return torch.zeros(len(batch), 2).index_fill_(1, torch.tensor([1]), 5.0)  # all "c1"

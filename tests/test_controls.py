@@ -28,18 +28,19 @@ def test_poisons_join_the_clean_batches_without_reordering_them():
         assert sorted(extra[extra >= 50].tolist()) == [50, 51, 52]  # each poison once per epoch
 
 
+#: the synthetic job as a small end-to-end victim on every class
+END_TO_END = {
+    "victim.name": "end_to_end",
+    "victim.lr": 1e-4,
+    "victim.batch_size": 32,
+    "victim.epochs": 2,
+    "dataset.task_classes": "all",
+}
+
+
 def test_end_to_end_records_carry_the_clean_retrain_control(synthetic_settings, tmp_path):
     synthetic_settings = updated(
-        synthetic_settings,
-        {
-            "victim.name": "end_to_end",
-            "victim.lr": 1e-4,
-            "victim.batch_size": 32,
-            "victim.epochs": 2,
-            "dataset.task_classes": "all",
-            "attack.num_poisons": 3,
-            "attack.opacity": 0.3,
-        },
+        synthetic_settings, {**END_TO_END, "attack.num_poisons": 3, "attack.opacity": 0.3}
     )
     records = run(synthetic_settings, tmp_path)
     assert [r["status"] for r in records] == ["ok", "ok"]
@@ -99,17 +100,7 @@ def test_end_to_end_control_is_built_once_and_an_underfit_clean_model_is_flagged
 def test_innocuous_extra_image_barely_moves_the_end_to_end_boundary(synthetic_settings, tmp_path):
     """An unmodified base image as the 'poison': the run differs from the control by one image
     per epoch in a fixed batch, so the boundary stays close to the control's."""
-    synthetic_settings = updated(
-        synthetic_settings,
-        {
-            "victim.name": "end_to_end",
-            "victim.lr": 1e-4,
-            "victim.batch_size": 32,
-            "victim.epochs": 2,
-            "dataset.task_classes": "all",
-            "attack.optimize": False,
-        },
-    )
+    synthetic_settings = updated(synthetic_settings, {**END_TO_END, "attack.optimize": False})
     records = run(synthetic_settings, tmp_path)
     angles = [r["angular_deviation_deg"] for r in records]
     assert max(angles) < 1.0, angles

@@ -7,16 +7,14 @@ import torch
 from PIL import Image
 
 from frogs.config.settings import DatasetSettings
-from frogs.data.datasets import load_dataset, per_class_subset
+from frogs.data.datasets import SyntheticDatasetSettings, load_dataset, per_class_subset
 from frogs.data.task import resolve_task
 from frogs.errors import ConfigError, DataNotFoundError
 from tests.conftest import requires_fashion_mnist
 
 
-def synthetic(**overrides) -> DatasetSettings:
-    return DatasetSettings(
-        **{"name": "synthetic", "target_class": "c0", "base_class": "c1", **overrides}
-    )
+def synthetic(**overrides) -> SyntheticDatasetSettings:
+    return SyntheticDatasetSettings(**overrides)
 
 
 def test_synthetic_is_in_range_and_deterministic():

@@ -15,6 +15,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from frogs.attacks.feature_collision import FeatureCollisionSettings
 from frogs.config.compose import compose_settings, option_registries
@@ -214,6 +215,13 @@ def test_migrated_records_are_found_by_a_relaunch(tmp_path):
     assert migrate_job(results, settings, write=False).rewritten == 2
     assert results.read_text() == legacy  # a check writes nothing
 
+    # as configs were saved before the model options had schemas of their own
+    saved = run_dir / ".hydra" / "config.yaml"
+    old = OmegaConf.load(saved)
+    for knob in ("arch", "builder", "feature_node", "in_channels"):
+        old.model[knob] = None
+    OmegaConf.save(old, saved)
+
     migrated = frogs("migrate-ids", str(run_dir))
     assert migrated.returncode == 0, migrated.stderr
     assert "2 rewritten, 0 already current" in migrated.stdout
@@ -253,3 +261,13 @@ def test_the_record_writer_spells_the_ids_as_the_migration_finds_them(field, tmp
 
     RecordWriter(tmp_path / "r.jsonl").append({"trial_id": "a", "job_id": "b"})
     assert f'"{field}": "' in (tmp_path / "r.jsonl").read_text()
+
+
+def test_a_saved_config_todays_schema_cannot_express_is_one_clear_line(tmp_path):
+    job = tmp_path / "job"
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "config.yaml").write_text("dataset: {name: cifar10, num_classes: 7}\n")
+    (job / "results.jsonl").write_text("")
+    failed = frogs("migrate-ids", str(tmp_path))
+    assert failed.returncode == 2 and "Traceback" not in failed.stderr
+    assert "Key 'num_classes' not in 'DatasetSettings'" in failed.stderr

@@ -11,8 +11,8 @@ import torch
 
 from frogs.attacks.budget import Budget
 from frogs.attacks.feature_collision import feature_collision
-from frogs.config.settings import DatasetSettings, ModelSettings
-from frogs.data.datasets import load_dataset
+from frogs.config.settings import ModelSettings
+from frogs.data.datasets import SyntheticDatasetSettings, load_dataset
 from frogs.errors import ConfigError
 from frogs.models.architectures import ModelSpec, build_model, prepare_for_device
 from frogs.models.precision import amp_setting, cpu_has_native_bf16, resolve_amp
@@ -72,9 +72,7 @@ def test_bf16_crafting_lands_where_fp32_crafting_lands():
 def test_bf16_training_reaches_fp32_accuracy():
     """Two epochs of AlexNet-CIFAR on 4-class synthetic images, fp32 vs bf16 autocast with
     channels-last: test accuracies agree within 5 points (measured: both 100 %)."""
-    data = load_dataset(
-        DatasetSettings(name="synthetic", image_size=32, synthetic_train_per_class=64)
-    )
+    data = load_dataset(SyntheticDatasetSettings(image_size=32, synthetic_train_per_class=64))
     accuracies = {}
     for amp in (False, True):
         model = prepare_for_device(_alexnet(seed=1), CPU, amp)

@@ -13,8 +13,8 @@ from torch import nn
 
 import frogs.models.pretrain
 from frogs.config.compose import compose_settings
-from frogs.config.settings import DatasetSettings, ModelSettings, updated
-from frogs.data.datasets import load_dataset
+from frogs.config.settings import ModelSettings, updated
+from frogs.data.datasets import SyntheticDatasetSettings, load_dataset
 from frogs.errors import ConfigError
 from frogs.models.architectures import build_model
 from frogs.models.pretrain import (
@@ -48,13 +48,8 @@ META_KEYS = {
 
 def synthetic(seed: int = 0):
     return load_dataset(
-        DatasetSettings(
-            name="synthetic",
-            root="unused",
-            image_size=16,
-            subsample_seed=seed,
-            synthetic_train_per_class=24,
-            synthetic_test_per_class=8,
+        SyntheticDatasetSettings(
+            subsample_seed=seed, synthetic_train_per_class=24, synthetic_test_per_class=8
         )
     )
 
@@ -275,7 +270,7 @@ def test_corrupt_checkpoint_or_wrong_pin_is_refused(written, tmp_path):
 
 
 def test_checkpoint_of_another_dataset_is_refused(written, tmp_path):
-    other = load_dataset(DatasetSettings(name="synthetic", root="unused", subsample_seed=1))
+    other = load_dataset(SyntheticDatasetSettings(subsample_seed=1))
     with pytest.raises(
         ConfigError, match=r"trained on synthetic .*this job's dataset is synthetic"
     ):
@@ -340,3 +335,21 @@ def test_pretrain_unknown_option_is_one_line(capsys):
     assert exited.value.code == 2
     errors = capsys.readouterr().err.strip().splitlines()
     assert len(errors) == 1 and "frogs: error: unrecognized arguments: --bogus" in errors[0]
+
+
+@pytest.mark.parametrize(("arch", "loads"), [(None, True), ("vgg11", False)])
+def test_a_checkpoint_that_records_knobs_its_model_lacks(written, tmp_path, arch, loads):
+    """Checkpoints written before the model options had schemas of their own record model=
+    torchvision's and module's knobs for every model, at null (the shared CIFAR-10 model does):
+    null still loads into a model without them; any other value is another network."""
+    state, meta, _ = load_checkpoint(written["path"])
+    meta["model"].update(arch=arch, builder=None, feature_node=None, in_channels=None)
+    path = tmp_path / "old.pt"
+    save_checkpoint(path, state, meta)
+    settings = updated(checkpoint_settings(written), {"checkpoint": str(path)})
+    if loads:
+        clean = load_clean_model(written["data"], settings, ArtifactCache(tmp_path), CPU)
+        assert clean.source == "checkpoint"
+    else:
+        with pytest.raises(ConfigError, match=r"written for model\.arch='vgg11'.*model\.arch=None"):
+            load_clean_model(written["data"], settings, ArtifactCache(tmp_path), CPU)

@@ -30,14 +30,22 @@ def option_registries() -> dict[str, Registry]:
     """The config groups whose options each have their own settings schema, by group name
     (built-ins and plugins loaded)."""
     from frogs.attacks import ATTACKS
+    from frogs.data.datasets import DATASETS
     from frogs.defenses import DEFENSES
+    from frogs.models.architectures import MODELS
     from frogs.victims import VICTIMS
 
     import_builtins("frogs.attacks")
     import_builtins("frogs.defenses")
     import_builtins("frogs.victims")
     load_plugins()
-    return {"attack": ATTACKS, "defense": DEFENSES, "victim": VICTIMS}
+    return {
+        "dataset": DATASETS,
+        "model": MODELS,
+        "attack": ATTACKS,
+        "defense": DEFENSES,
+        "victim": VICTIMS,
+    }
 
 
 def register_resolvers() -> None:

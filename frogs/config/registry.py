@@ -28,8 +28,11 @@ def import_builtins(package: str) -> None:
 class Registry(Generic[T]):
     """A named table of builders, filled by the ``@registry.register("name")`` decorator."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, default_schema: type | None = None) -> None:
+        """``default_schema``: the settings of an option registered without its own (a dataset
+        or model with no knobs beyond the group's)."""
         self.kind = kind
+        self.default_schema = default_schema
         self._items: dict[str, T] = {}
         self._schemas: dict[str, type] = {}
 
@@ -60,11 +63,13 @@ class Registry(Generic[T]):
         try:
             return self._schemas[name]
         except KeyError:
+            if self.default_schema is not None:
+                return self.default_schema
             raise ConfigError(f"{self.kind} {name!r} has no settings schema") from None
 
     def schemas(self) -> dict[str, type]:
         """Every registered option's settings dataclass, by name."""
-        return dict(self._schemas)
+        return {name: self.settings_class(name) for name in self._items}
 
     def names(self) -> list[str]:
         return sorted(self._items)

@@ -17,6 +17,7 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,7 +30,24 @@ from frogs.store.atomic import atomic_write
 
 log = logging.getLogger(__name__)
 
-DATASETS: Registry = Registry("dataset")
+DATASETS: Registry = Registry("dataset", default_schema=DatasetSettings)
+
+
+@dataclass(frozen=True)
+class SyntheticDatasetSettings(DatasetSettings):
+    """``dataset=synthetic``: tiny generated images (class prototypes plus noise) for tests;
+    classes are named c0, c1, ..."""
+
+    name: str = "synthetic"
+    root: str = "unused"
+    target_class: Any = "c0"
+    base_class: Any = "c1"
+    image_size: int | None = 16
+    num_classes: int = 4
+    channels: int = 3
+    synthetic_train_per_class: int = 64
+    synthetic_test_per_class: int = 32
+
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_FILES = (
@@ -286,8 +304,8 @@ def load_imagefolder(settings: DatasetSettings) -> ImageData:
     return make_image_data("imagefolder", splits[0].classes, *tensors)
 
 
-@DATASETS.register("synthetic")
-def load_synthetic(settings: DatasetSettings) -> ImageData:
+@DATASETS.register("synthetic", SyntheticDatasetSettings)
+def load_synthetic(settings: SyntheticDatasetSettings) -> ImageData:
     """Tiny class-conditional images (a smooth prototype per class plus noise), for unit tests."""
     size = settings.image_size or 16
     gen = torch.Generator().manual_seed(settings.subsample_seed)

@@ -35,7 +35,106 @@ from frogs.store.identity import stable_hash
 
 log = logging.getLogger(__name__)
 
-MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
+MODELS: Registry[Callable[..., nn.Module]] = Registry("model", default_schema=ModelSettings)
+
+
+@dataclass(frozen=True)
+class TappedModelSettings(ModelSettings):
+    """A network frogs did not define, cut at a graph node (``model=torchvision | module``)."""
+
+    # the graph node whose output, flattened, is f(x) (``torchvision.models.feature_extraction``
+    # names); null: the input of the last nn.Linear
+    feature_node: str | None = None
+
+    def check(self) -> None:
+        super().check()
+        if self.small_input:
+            raise ConfigError(
+                f"model.small_input=True is not allowed with model={self.name}; expected false "
+                "(the network is built as its builder defines it; model=resnet18 has a CIFAR stem)"
+            )
+        if self.feature_node is not None and (
+            not isinstance(self.feature_node, str) or not self.feature_node
+        ):
+            raise ConfigError(
+                f"model.feature_node={self.feature_node!r} is not allowed; expected a graph node "
+                "name (e.g. avgpool, flatten) or null"
+            )
+
+
+@dataclass(frozen=True)
+class TorchvisionModelSettings(TappedModelSettings):
+    """``model=torchvision``: any torchvision classification architecture, by name."""
+
+    name: str = "torchvision"
+    arch: str = "resnet18"  # any of torchvision.models.list_models(module=torchvision.models)
+
+    def check(self) -> None:
+        super().check()
+        from torchvision import models
+
+        archs = models.list_models(module=models)
+        if self.arch not in archs:
+            raise ConfigError(
+                f"model.arch={self.arch!r} is not allowed with model=torchvision; expected a "
+                f"torchvision classification architecture, one of {', '.join(archs)}"
+            )
+
+
+@dataclass(frozen=True)
+class ModuleModelSettings(TappedModelSettings):
+    """``model=module``: any nn.Module a builder returns, built the Hydra way."""
+
+    name: str = "module"
+    # ``_target_`` (dotted path of a callable returning an nn.Module) plus its keyword arguments,
+    # built by ``hydra.utils.instantiate``
+    builder: Any = None
+    in_channels: int | None = None  # input channels the network takes; null: the dataset's
+
+    def check(self) -> None:
+        super().check()
+        if self.in_channels is not None and self.in_channels < 1:
+            raise ConfigError(
+                f"model.in_channels={self.in_channels!r} is not allowed with model=module; "
+                "expected null or a number > 0"
+            )
+        if self.weights is not None:
+            raise ConfigError(
+                f"model.weights={self.weights!r} is not allowed with model=module; expected null "
+                "(the builder loads its own weights, e.g. through a model.builder argument)"
+            )
+        if self.builder is None:
+            return  # composes (model=module alone); building then asks for model.builder._target_
+        target = self.builder.get("_target_") if isinstance(self.builder, dict) else self.builder
+        if not isinstance(self.builder, dict) or not isinstance(target, str | None):
+            raise ConfigError(
+                f"model.builder={self.builder!r} is not allowed; expected a mapping with _target_ "
+                "(model.builder._target_=my_pkg.models.resnet18, +model.builder.KEY=VALUE)"
+            )
+        if target:
+            _locate(target)
+
+
+def _locate(target: str) -> None:
+    """Import ``target`` (``package.module.attribute``) as ``hydra.utils.instantiate`` will, so
+    that a builder that is not there fails at composition, naming it."""
+    import pkgutil
+
+    where = f"model.builder._target_={target!r}"
+    try:
+        obj = pkgutil.resolve_name(target)
+    except Exception as exc:  # importing runs user code: any failure is its own
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+        raise ConfigError(
+            f"{where} is not importable ({reason}); expected the dotted path of a callable "
+            "that returns an nn.Module, e.g. my_pkg.models.resnet18"
+        ) from exc
+    if not callable(obj):
+        raise ConfigError(
+            f"{where} is a {type(obj).__name__}, not callable; expected a callable that "
+            "returns an nn.Module"
+        )
+
 
 # What loading torchvision weights raises when the file cannot be had or read: no network
 # (URLError is an OSError), a hash mismatch or a state-dict mismatch (RuntimeError), a cut file.
@@ -444,7 +543,7 @@ def tapped_classifier(
     return FeatureClassifier(adapter, backbone, dim, spec.num_classes, loaded_weights)
 
 
-@MODELS.register("torchvision")
+@MODELS.register("torchvision", TorchvisionModelSettings)
 def torchvision_model(
     spec: ModelSpec, settings: ModelSettings, fetch_weights: bool = True
 ) -> FeatureClassifier:
@@ -487,7 +586,7 @@ def _instantiate_builder(builder: dict[str, Any] | None) -> nn.Module:
     return net
 
 
-@MODELS.register("module")
+@MODELS.register("module", ModuleModelSettings)
 def module_model(
     spec: ModelSpec, settings: ModelSettings, fetch_weights: bool = True
 ) -> FeatureClassifier:

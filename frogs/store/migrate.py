@@ -27,6 +27,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from hydra.errors import HydraException
+from omegaconf.errors import OmegaConfBaseException
+
 from frogs.errors import ConfigError, FrogsError, OutputError
 from frogs.store.atomic import atomic_write
 from frogs.store.identity import NOT_IDENTITY_KEYS, experiment_identity, stable_hash, trial_id
@@ -36,11 +39,20 @@ HYDRA_CONFIG = Path(".hydra") / "config.yaml"
 #: model knobs the legacy rule left out at these values (``ModelSettings.ADDED_KNOBS`` then)
 _LEGACY_ADDED_MODEL_KNOBS = dict.fromkeys(("arch", "builder", "feature_node", "in_channels"))
 _LEGACY_ADDED_ATTACK_KNOBS = {"pool": None, "target_noise": 0.05, "base_selection": "random"}
+#: dataset knobs every dataset's settings had then, at these defaults (dataset=synthetic's own
+#: since 2026-12-07, SyntheticDatasetSettings)
+_LEGACY_DATASET_KNOBS = {
+    "num_classes": 4,
+    "channels": 3,
+    "synthetic_train_per_class": 64,
+    "synthetic_test_per_class": 32,
+}
 
 
 def legacy_identity(settings: Any) -> dict[str, Any]:
     """The identity of the earlier rule: every setting but ``NOT_IDENTITY_KEYS``, ``trials`` and
-    ``trial_offset``, less the knobs added later at their defaults (listed by hand then)."""
+    ``trial_offset``, less the knobs added later at their defaults (listed by hand then), with the
+    dataset knobs that every dataset had then."""
     plain = asdict(settings)
     for key in (*NOT_IDENTITY_KEYS, "trials", "trial_offset"):
         *parents, name = key.split(".")
@@ -48,6 +60,8 @@ def legacy_identity(settings: Any) -> dict[str, Any]:
         for parent in parents:
             node = node.get(parent, {})
         node.pop(name, None)
+    for knob, default in _LEGACY_DATASET_KNOBS.items():
+        plain["dataset"].setdefault(knob, default)
     model = plain.get("model", {})
     for knob, default in _LEGACY_ADDED_MODEL_KNOBS.items():
         if knob in model and model[knob] == default:
@@ -85,7 +99,7 @@ def job_settings(job_dir: Path, config_dir: Path | None, config_name: str | None
     saved = job_dir / HYDRA_CONFIG
     if saved.is_file():
         register_schemas()
-        return to_settings(OmegaConf.load(saved))
+        return to_settings(_current_schema(OmegaConf.load(saved)))
     if config_name is None:
         raise ConfigError(
             f"{job_dir} has no {HYDRA_CONFIG}; expected --config-name (and --config-dir) naming "
@@ -96,6 +110,23 @@ def job_settings(job_dir: Path, config_dir: Path | None, config_name: str | None
     overrides = re.split(r",(?![^\[]*\])", job_dir.name)
     where = {"config_dir": config_dir.resolve()} if config_dir else {}
     return compose_settings(overrides, config_name=config_name, **where)
+
+
+def _current_schema(config: Any) -> Any:
+    """A job config saved before the dataset and model options had schemas of their own, less the
+    knobs their schema no longer has where they sat at the defaults every option had then (any
+    other value is left, and today's schema then names it as a key it lacks)."""
+    dataset, model = config.get("dataset", {}), config.get("model", {})
+    if dataset.get("name") != "synthetic":
+        for knob, default in _LEGACY_DATASET_KNOBS.items():
+            if knob in dataset and dataset[knob] == default:
+                del dataset[knob]
+    for knob in _LEGACY_ADDED_MODEL_KNOBS:
+        tapped = {"arch": ("torchvision",), "builder": ("module",), "in_channels": ("module",)}
+        owners = tapped.get(knob, ("torchvision", "module"))
+        if knob in model and model.get("name") not in owners and model[knob] is None:
+            del model[knob]
+    return config
 
 
 def migrate_job(results: Path, settings: Any, *, write: bool = True) -> Migrated:
@@ -177,5 +208,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{results}: {done.rewritten} rewritten, {done.already_current} already current")
     except FrogsError as exc:
         print(f"frogs migrate-ids: error: {exc}", file=sys.stderr)
+        return 2
+    except (HydraException, OmegaConfBaseException) as exc:  # a config today's schema refuses
+        from frogs.config.compose import error_line
+
+        print(f"frogs migrate-ids: error: {error_line(exc)}", file=sys.stderr)
         return 2
     return 0
