@@ -59,11 +59,7 @@ def job_folder_excluded_keys() -> list[str]:
 
 
 def _jsonable(value: Any) -> Any:
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, Path):
-        return str(value)
-    return str(value)
+    return value.value if isinstance(value, Enum) else str(value)
 
 
 def stable_hash(payload: Any, length: int = 16) -> str:
@@ -107,7 +103,8 @@ def settings_difference(settings: Any) -> dict[str, Any]:
     return differs
 
 
-def _drop(plain: dict[str, Any], dotted: str) -> None:
+def drop_key(plain: dict[str, Any], dotted: str) -> None:
+    """Remove the dotted key ``dotted`` from a nested dict, if it is there."""
     *parents, name = dotted.split(".")
     node = plain
     for parent in parents:
@@ -136,10 +133,8 @@ def experiment_identity(settings: Any) -> dict[str, Any]:
     identity = settings_difference(settings)
     identity.pop("name", None)
     for key in (*NOT_IDENTITY_KEYS, *_PER_TRIAL_KEYS):
-        _drop(identity, key)
+        drop_key(identity, key)
     _content_named(identity, settings)
-    for group in [k for k, v in identity.items() if v == {}]:
-        identity.pop(group)
     return identity
 
 

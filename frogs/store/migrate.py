@@ -32,12 +32,25 @@ from omegaconf.errors import OmegaConfBaseException
 
 from frogs.errors import ConfigError, FrogsError, OutputError
 from frogs.store.atomic import atomic_write
-from frogs.store.identity import NOT_IDENTITY_KEYS, experiment_identity, stable_hash, trial_id
+from frogs.store.identity import (
+    NOT_IDENTITY_KEYS,
+    drop_key,
+    experiment_identity,
+    stable_hash,
+    trial_id,
+)
 from frogs.store.records import RESULTS_FILE
 
 HYDRA_CONFIG = Path(".hydra") / "config.yaml"
 #: model knobs the legacy rule left out at these values (``ModelSettings.ADDED_KNOBS`` then)
 _LEGACY_ADDED_MODEL_KNOBS = dict.fromkeys(("arch", "builder", "feature_node", "in_channels"))
+#: those knobs' options since they have schemas of their own
+_TAPPED_MODEL_KNOBS = {
+    "arch": ("torchvision",),
+    "builder": ("module",),
+    "feature_node": ("torchvision", "module"),
+    "in_channels": ("module",),
+}
 _LEGACY_ADDED_ATTACK_KNOBS = {"pool": None, "target_noise": 0.05, "base_selection": "random"}
 #: dataset knobs every dataset's settings had then, at these defaults (dataset=synthetic's own
 #: since 2026-12-07, SyntheticDatasetSettings)
@@ -55,11 +68,7 @@ def legacy_identity(settings: Any) -> dict[str, Any]:
     dataset knobs that every dataset had then."""
     plain = asdict(settings)
     for key in (*NOT_IDENTITY_KEYS, "trials", "trial_offset"):
-        *parents, name = key.split(".")
-        node = plain
-        for parent in parents:
-            node = node.get(parent, {})
-        node.pop(name, None)
+        drop_key(plain, key)
     for knob, default in _LEGACY_DATASET_KNOBS.items():
         plain["dataset"].setdefault(knob, default)
     model = plain.get("model", {})
@@ -121,9 +130,7 @@ def _current_schema(config: Any) -> Any:
         for knob, default in _LEGACY_DATASET_KNOBS.items():
             if knob in dataset and dataset[knob] == default:
                 del dataset[knob]
-    for knob in _LEGACY_ADDED_MODEL_KNOBS:
-        tapped = {"arch": ("torchvision",), "builder": ("module",), "in_channels": ("module",)}
-        owners = tapped.get(knob, ("torchvision", "module"))
+    for knob, owners in _TAPPED_MODEL_KNOBS.items():
         if knob in model and model.get("name") not in owners and model[knob] is None:
             del model[knob]
     return config
