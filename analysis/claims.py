@@ -430,7 +430,9 @@ CLAIMS: tuple[Claim, ...] = (
         ),
         command=(
             E2E_STUDY.format(study="e2e_ablation")
-            + " trials=10 hydra.sweep.dir=results/e2e_ablation_cpu"
+            + " trials=10 ablation=single_base,no_optimize,no_watermark"
+            " hydra.sweep.dir=results/e2e_ablation_cpu (the full arm is claim 6's random arm:"
+            " the same trials)"
         ),
         scale=f"{_E2E_SCALE}; 10 targets per arm instead of 30",
         paper_command="frogs --config-dir sweeps --config-name e2e_ablation",

@@ -563,10 +563,14 @@ def _ablation_claim(result: ClaimResult) -> None:
         return
     result.number = ", ".join(f"{arm} {100 * rate:.0f} %" for arm, rate in rates.items())
     beaten = [arm for arm, rate in rates.items() if arm != "full" and rate >= full]
-    if beaten:
+    if full == 0:
         result.conclude(
-            Verdict.NOT_REPRODUCED, f"{', '.join(beaten)} match or beat the full recipe"
+            Verdict.NOT_REPRODUCED,
+            "the full recipe succeeded on no target, so no ablated arm can fall below it",
         )
+    elif beaten:
+        verb = "matches or beats" if len(beaten) == 1 else "match or beat"
+        result.conclude(Verdict.NOT_REPRODUCED, f"{', '.join(beaten)} {verb} the full recipe")
     else:
         result.conclude(_reproduced(result.claim), "the full recipe beats every ablated arm")
     result.psnr_median = _median(rows, "poison_psnr_base_worst")

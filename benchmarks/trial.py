@@ -44,18 +44,18 @@ def run_transfer(iters: int, repeats: int, cache_dir: str | None) -> Measured:
 
     settings = job_settings([*base_overrides(cache_dir), "trials=1", f"attack.iters={iters}"])
     job = prepare_job(settings, torch.device("cpu"))
-    victim, target = job.victim, job.targets[0]
+    victim, plan = job.victim, job.trials.plan(0)
     out = Path(tempfile.mkdtemp(prefix="frogs-bench-"))
 
     def cached() -> float:
-        run_trial(job, 0, target, out)
+        run_trial(job, plan, out)
         return 60.0  # one trial; rates come out in trials per minute
 
     def recomputed() -> float:
         features = victim.evaluator.model.features
         victim.retrainer.train_features = predict_in_batches(features, victim.data.train_x)
         victim.evaluator.test_features = predict_in_batches(features, victim.data.test_x)
-        run_trial(job, 0, target, out)
+        run_trial(job, plan, out)
         return 60.0
 
     measured = interleaved({"frogs": cached, "recompute": recomputed}, repeats, desc="transfer")

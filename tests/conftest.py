@@ -1,20 +1,29 @@
-"""Shared fixtures: tiny synthetic settings, a private cache, Fashion-MNIST availability; and the
-strict records reader of the tests (``whole_records``)."""
+"""Shared fixtures: the session's one warm cache and each test's private copy of it, tiny synthetic
+settings, CIFAR-10 and Fashion-MNIST availability; and the strict records reader of the tests
+(``whole_records``)."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
+from filelock import FileLock
 
 from frogs.attacks import CraftingProblem, attack_budget
 from frogs.attacks.feature_collision import FeatureCollisionSettings
+from frogs.config.compose import compose_settings
 from frogs.config.settings import JobSettings, updated
 from frogs.data.datasets import SyntheticDatasetSettings
 from frogs.defenses.none import NoDefenseSettings
+from frogs.experiment.prepare import prepare_job
+from frogs.experiment.run import run
 from frogs.store.records import read_records
+from frogs.victims.end_to_end import EndToEndSettings
 from frogs.victims.transfer import TransferSettings
 
 
@@ -57,15 +66,8 @@ def cifar10_root() -> Path:
     pytest.skip("CIFAR-10 missing: set FROGS_DATA to a folder with cifar-10-batches-py")
 
 
-@pytest.fixture(scope="session")
-def session_cache(tmp_path_factory) -> Path:
-    """One cache for the whole test session, so the clean models are trained once."""
-    return tmp_path_factory.mktemp("frogs-cache")
-
-
-@pytest.fixture
-def synthetic_settings(session_cache: Path) -> JobSettings:
-    """A job on tiny synthetic data that runs in about a second on a CPU."""
+def synthetic_job(cache: Path) -> JobSettings:
+    """A job on tiny synthetic data that runs in about a second on a CPU, caching in ``cache``."""
     settings = JobSettings(
         attack=FeatureCollisionSettings(),
         victim=TransferSettings(),
@@ -73,10 +75,10 @@ def synthetic_settings(session_cache: Path) -> JobSettings:
         dataset=SyntheticDatasetSettings(train_per_class=None),
         trials=2,
         device="cpu",
-        cache_dir=str(session_cache),
+        cache_dir=str(cache),
         progress=False,
     )
-    settings = updated(
+    return updated(
         settings,
         {
             "model.pretrain.epochs": 3,
@@ -85,7 +87,82 @@ def synthetic_settings(session_cache: Path) -> JobSettings:
             "victim.epochs": 5,
         },
     )
-    return settings
+
+
+# A tiny synthetic job as the CLI composes it (the reliability and interchange suites' job);
+# explicit top-level keys so nothing depends on how debug=smoke composes.
+TINY = [
+    "dataset=synthetic",
+    "debug=smoke",
+    "dataset.train_per_class=null",
+    "device=cpu",
+    "threads=1",
+    "progress=false",
+    "save_poisons=false",
+]
+
+
+def tiny_settings(*overrides: str) -> JobSettings:
+    """The TINY job's settings as the CLI composes them, for in-process runs."""
+    return compose_settings([*TINY, *overrides])
+
+
+def _warm(cache: Path, scratch: Path) -> None:
+    """Fill ``cache`` with what most tests load: the clean models, features and heads of the
+    synthetic job (its own task and all classes, transfer and end-to-end) and of one TINY
+    trial."""
+    jobs = [synthetic_job(cache)]
+    jobs.append(updated(jobs[0], {"dataset.task_classes": "all"}))
+    jobs.append(replace(jobs[0], victim=EndToEndSettings(epochs=1, lr=1e-4, batch_size=32)))
+    for settings in jobs:
+        prepare_job(settings, torch.device("cpu"))
+    run(tiny_settings("trials=1", f"cache_dir={cache}"), scratch)
+
+
+@pytest.fixture(scope="session")
+def warm_cache(tmp_path_factory) -> Path:
+    """The test session's one cache, warmed once (``_warm``) and never written by a test: every
+    test works on a private copy (``cache``, or a module's ``module_cache``), so a test may
+    corrupt, fill or count the misses of its copy without touching another test's.
+
+    Under pytest-xdist the workers share it: the first to arrive builds it under a lock (in a
+    scratch folder renamed into place), the others wait and reuse it."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the folder all workers' base temp folders live in
+    path = root / "warm-cache"
+    with FileLock(str(root / "warm-cache.lock")):
+        if not path.is_dir():
+            building = Path(tempfile.mkdtemp(prefix=".warm-cache-", dir=root))
+            _warm(building / "cache", building / "run")
+            (building / "cache").rename(path)
+            shutil.rmtree(building)
+    return path
+
+
+def copy_cache(source: Path, target: Path) -> Path:
+    """A private copy of a warm cache (entries are immutable; locks are not copied)."""
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("*.lock"))
+    return target
+
+
+@pytest.fixture
+def cache(warm_cache: Path, tmp_path: Path) -> Path:
+    """A private copy of the session's warm cache for one test."""
+    return copy_cache(warm_cache, tmp_path / "cache")
+
+
+@pytest.fixture(scope="module")
+def module_cache(warm_cache: Path, tmp_path_factory) -> Path:
+    """A copy of the warm cache shared by one file's tests, for files whose tests deliberately
+    share what the first of them builds (a model trained once for the file)."""
+    return copy_cache(warm_cache, tmp_path_factory.mktemp("module") / "cache")
+
+
+@pytest.fixture
+def synthetic_settings(cache: Path) -> JobSettings:
+    """The synthetic job (``synthetic_job``) on the test's private copy of the warm cache."""
+    return synthetic_job(cache)
 
 
 def tiny_conv_features(

@@ -40,9 +40,9 @@ JOB = [
 
 
 @pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory) -> Path:
+def cache_dir(module_cache: Path) -> Path:
     """One cache for this file, so the user model is pretrained once for every test."""
-    return tmp_path_factory.mktemp("any-model-cache")
+    return module_cache
 
 
 def settings_for(*overrides: str, cache: Path | None = None) -> JobSettings:

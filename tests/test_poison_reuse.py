@@ -96,19 +96,18 @@ def test_closest_base_is_the_nearest_in_clean_features(synthetic_settings, tmp_p
     import torch
 
     from frogs.experiment.prepare import prepare_job, resolve_device
-    from frogs.experiment.trial import used_bases
 
     settings = _authors_e2e(synthetic_settings, 3, multi_base=False)
     settings = updated(settings, {"attack.base_selection": "closest"})
     job = prepare_job(settings, resolve_device("cpu"))
-    target = job.targets[0]
+    trials = job.trials
+    plan = trials.plan(0)
     with torch.no_grad():
-        goal = job.victim.evaluator.feature_fn(job.data.test_x[target.index].unsqueeze(0)).flatten(
-            1
-        )
-        features = job.victim.evaluator.feature_fn(job.data.test_x[job.base_candidates]).flatten(1)
-    nearest = int(job.base_candidates[(features - goal).norm(dim=1).argmin()])
-    assert used_bases(job, 0, target).tolist() == [nearest] * 3
+        goal = job.victim.evaluator.feature_fn(plan.target_image.unsqueeze(0)).flatten(1)
+        candidates = trials.data.test_x[trials.base_candidates]
+        features = job.victim.evaluator.feature_fn(candidates).flatten(1)
+    nearest = int(trials.base_candidates[(features - goal).norm(dim=1).argmin()])
+    assert plan.used_bases.tolist() == [nearest] * 3
     records = run(settings, tmp_path)
     assert records[0]["base_indices"] == [nearest] * 3
     assert records[0]["attack.base_selection"] == "closest"

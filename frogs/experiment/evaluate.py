@@ -8,45 +8,41 @@ metrics; and the poisons' perceptibility against their bases and crafting starts
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from frogs.attacks import Crafted
-from frogs.data.selection import TargetChoice
 from frogs.errors import NumericalError
+from frogs.experiment.job import Baseline, TrialPlan
 from frogs.measures.feature_scale import target_overlap
 from frogs.measures.perceptibility import perceptibility_fields
 from frogs.victims.outcome import PoisonedVictim
 
-if TYPE_CHECKING:
-    from frogs.experiment.job import Job, TrialPlan
-
 
 def evaluate(
-    job: Job,
+    baseline: Baseline,
     plan: TrialPlan,
-    target: TargetChoice,
-    base_indices: torch.Tensor,
     crafted: Crafted,
     poisoned: PoisonedVictim,
+    device: torch.device,
 ) -> dict[str, Any]:
     """Success, its control, clean accuracy, angle, attack metrics and perceptibility (of the
     trial's pair, on the victim ``plan`` gives it)."""
-    victim, task = plan.victim, plan.victim.task
+    victim, task, target = plan.victim, plan.victim.task, plan.target
     view, evaluator = victim.data, victim.evaluator
     control = victim.control()
-    target_batch = job.data.test_x[target.index].to(job.device).unsqueeze(0)
+    target_batch = plan.target_image.to(device).unsqueeze(0)
     with torch.no_grad():
         probs = torch.softmax(poisoned.predict(target_batch), 1)[0].cpu()
         control_probs = torch.softmax(control.predict(target_batch), 1)[0].cpu()
     if not bool(torch.isfinite(probs).all()):
         raise NumericalError("the retrained victim outputs NaN or Inf for the target")
-    clean_probs = job.clean_probs[target.index]
+    clean_probs = baseline.clean_probs[target.index]
     predicted = int(probs.argmax())
     control_predicted = int(control_probs.argmax())
-    exclude = plan.accuracy_exclusions(target, base_indices)
-    bases = plan.base_images(job.data, base_indices).to(job.device)
+    exclude = plan.accuracy_exclusions()
+    bases = plan.used_base_images.to(device)
     return {
         "success": predicted == task.base_row,
         "target_pred": task.names[predicted],
@@ -57,27 +53,29 @@ def evaluate(
         "control_success": control_predicted == task.base_row,
         "control_target_pred": task.names[control_predicted],
         "control_target_base_prob": float(control_probs[task.base_row]),
-        "clean_acc_before": view.accuracy(job.clean_predictions, exclude),
-        "clean_acc_control": view.accuracy(job.control_predictions(), exclude),
+        "clean_acc_before": view.accuracy(baseline.clean_predictions, exclude),
+        "clean_acc_control": view.accuracy(baseline.control_predictions, exclude),
         "clean_acc_after": view.accuracy(evaluator.test_predictions(poisoned.predict), exclude),
         "accuracy_set_size": view.accuracy_set_size(exclude),
         "angular_deviation_deg": poisoned.angle_per_epoch[-1],
         "angular_deviation_per_epoch": poisoned.angle_per_epoch,
         "control_drift_deg": control.drift_deg,
         **crafted.record_metrics(),
-        **overlap_fields(job, target_batch, crafted.poisons),
+        **overlap_fields(baseline, target_batch, crafted.poisons),
         **perceptibility_fields(crafted.poisons, bases, crafted.starts),
     }
 
 
-def overlap_fields(job: Job, target_batch: torch.Tensor, poisons: torch.Tensor) -> dict[str, Any]:
+def overlap_fields(
+    baseline: Baseline, target_batch: torch.Tensor, poisons: torch.Tensor
+) -> dict[str, Any]:
     """How close the poisons came to the target in the clean feature space, against the scale of
     the clean training images (``frogs.measures.feature_scale``: the overlap criterion)."""
-    evaluator = job.victim.evaluator
+    evaluator = baseline.victim.evaluator
     with torch.no_grad():
         target_features = evaluator.feature_fn(target_batch)
         poison_features = evaluator.feature_fn(poisons)
     return {
-        **job.feature_scale().fields(),
+        **baseline.feature_scale.fields(),
         **target_overlap(target_features, poison_features, evaluator.clean_training_features()),
     }

@@ -18,7 +18,7 @@ from frogs.data.selection import TargetChoice, check_enough_bases, choose_target
 from frogs.data.task import resolve_task
 from frogs.defenses import DEFENSES
 from frogs.errors import ConfigError
-from frogs.experiment.job import Job
+from frogs.experiment.job import Baseline, Crafting, Job, Trials
 from frogs.experiment.seeds import retrain_seeds, stream_seed
 from frogs.interchange.fixed_trials import check_in_training_set, fixed_trials
 from frogs.models.architectures import MODELS, prepare_for_device
@@ -178,20 +178,44 @@ def prepare_job(settings: JobSettings, device: torch.device) -> Job:
         )
     clean_probs = {int(i): p for i, p in zip(target_candidates.tolist(), probs, strict=True)}
     attack = settings.attack.resolve(evaluator.clean_training_features)
-    return Job(
-        settings,
+    trials = Trials(
         data,
-        clean,
         victim,
-        device,
         targets,
         base_candidates,
+        attack,
+        settings.seed,
+        settings.trial_offset,
+        device,
+        fixed,
+    )
+    baseline = Baseline(
+        victim,
         clean_probs,
         evaluator.test_predictions(evaluator.clean_classifier()),
+        settings.progress,
+    )
+    crafting = Crafting(
         attack,
-        settings.defense.resolve(settings),
         ensemble_extractors(settings, data, victim, cache, device, amp),
-        cache,
+        evaluator.feature_fn,
+        evaluator.model_identity(),
+        settings.model,  # how named ensemble members are trained
+        dataset_fingerprint(data),
+        settings.seed,
+        device,
         amp,
-        fixed,
+        settings.progress,
+        cache,
+    )
+    return Job(
+        settings,
+        clean,
+        victim,
+        list(data.class_names),
+        amp,
+        trials,
+        crafting,
+        settings.defense.resolve(settings),
+        baseline,
     )

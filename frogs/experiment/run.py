@@ -19,9 +19,9 @@ from tqdm.auto import tqdm
 from frogs.attacks import attack_budget
 from frogs.config.settings import JobSettings, setting_columns
 from frogs.errors import FrogsError, NumericalError
-from frogs.experiment.job import Job
+from frogs.experiment.job import Job, TrialPlan, task_fields
 from frogs.experiment.prepare import configure_threads, prepare_job, resolve_device
-from frogs.experiment.trial import run_trial, task_fields, used_bases
+from frogs.experiment.trial import run_trial
 from frogs.store.identity import experiment_identity, file_sha256, stable_hash, trial_id
 from frogs.store.records import RESULTS_FILE, SCHEMA_VERSION, RecordWriter, now_iso, provenance
 
@@ -95,7 +95,7 @@ def run(settings: JobSettings, output_dir: str | os.PathLike) -> list[dict[str, 
         "schema": SCHEMA_VERSION,
         "job_id": stable_hash(identity),
         **trial_parameters(settings),
-        **task_fields(job),
+        **task_fields(job.victim.task, job.class_names),
         **clean_model_fields(job),
         "setups": settings.setups,
         "setups_sha256": file_sha256(settings.setups) if settings.setups else None,
@@ -104,10 +104,12 @@ def run(settings: JobSettings, output_dir: str | os.PathLike) -> list[dict[str, 
     }
     records = []
     for index in tqdm(todo, desc="trials", disable=not settings.progress):
-        target = job.targets[index - settings.trial_offset]
+        target = job.trials.target(index)
         record = {"trial_id": ids[index], "trial_index": index, **common}
+        plan: TrialPlan | None = None
         try:
-            outcome = _require_finite(run_trial(job, index, target, output_dir))
+            plan = job.trials.plan(index)
+            outcome = _require_finite(run_trial(job, plan, output_dir))
             record.update(status="ok", error=None, **outcome)
         except Exception as exc:
             if isinstance(exc, FrogsError) and not isinstance(exc, NumericalError):
@@ -120,7 +122,7 @@ def run(settings: JobSettings, output_dir: str | os.PathLike) -> list[dict[str, 
                 status="failed",
                 error=f"{type(exc).__name__}: {exc}",
                 target_index=target.index,
-                base_indices=used_bases(job, index, target).tolist(),
+                base_indices=None if plan is None else plan.used_bases.tolist(),
                 outlier_rank=target.outlier_rank,
                 success=None,
             )

@@ -208,3 +208,40 @@ def test_claims_without_enough_records_say_so_with_their_command(report):
     assert "- verdict: not run here" in eight and "e2e_ablation" in eight
     assert "- frogs: one poison count only (50)" in seven
     assert "- verdict: not run here: needs at least two poison counts" in seven
+
+
+def _ablation(full: int, single: int, no_optimize: int) -> list[dict]:
+    """Claim 8's arms on airplane -> frog, 10 random targets each, with the given successes."""
+    arms = (
+        (full, {}),
+        (single, {"attack__multi_base": False}),
+        (no_optimize, {"attack__optimize": False}),
+    )
+    return [
+        e2e_record(
+            700 + 10 * arm + i,
+            success=i < wins,
+            pair=("airplane", "frog"),
+            target_selection="random",
+            **knobs,
+        )
+        for arm, (wins, knobs) in enumerate(arms)
+        for i in range(10)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("full", "single", "no_optimize", "verdict", "reason"),
+    [
+        (4, 1, 0, Verdict.REPRODUCED_REDUCED, "the full recipe beats every ablated arm"),
+        (2, 3, 0, Verdict.NOT_REPRODUCED, "single base matches or beats the full recipe"),
+        (2, 2, 2, Verdict.NOT_REPRODUCED, "no optimization, single base match or beat"),
+        (0, 0, 0, Verdict.NOT_REPRODUCED, "the full recipe succeeded on no target"),
+    ],
+)
+def test_the_ablation_verdict_reads_the_arms(frame_of, full, single, no_optimize, verdict, reason):
+    eight = _claim(measure_claims(frame_of(_ablation(full, single, no_optimize))), "8")
+    assert eight.verdict is verdict, eight.verdict_text
+    assert reason in eight.reason
+    rates = f"full {10 * full} %, no optimization {10 * no_optimize} %, single base {10 * single} %"
+    assert eight.number == rates

@@ -21,18 +21,18 @@ PAPER_ANGLE_DEG = 23.0  # Fig. 2: the transfer one-shot kill's mean final bounda
 ANKLE_BOOT_BAG = ("dataset.target_class=Ankle boot", "dataset.base_class=Bag")
 
 
-def default_settings(session_cache, *overrides: str):
+def default_settings(module_cache, *overrides: str):
     return compose_settings(
-        [f"cache_dir={session_cache}", "progress=false", "device=cpu", *overrides]
+        [f"cache_dir={module_cache}", "progress=false", "device=cpu", *overrides]
     )
 
 
-def test_default_poisons_are_clean_label_within_the_default_budget(session_cache, tmp_path):
+def test_default_poisons_are_clean_label_within_the_default_budget(module_cache, tmp_path):
     """The default: L-inf <= 8/255 of the base, 8-bit images. Measured (seed 0, 5 targets, Shirt ->
     Coat): every poison at exactly 8/255, PSNR 31.0-31.7 dB, SSIM 0.903-0.972, success 1/5 (the
     machine of 2026-12-03); PSNR 31.2-31.6 dB, SSIM 0.918-0.974, success 0/5 on other targets (that
     of 2026-12-04: the clean model's pretraining differs across CPUs, README)."""
-    records = run(default_settings(session_cache, "trials=5", "save_poisons=true"), tmp_path)
+    records = run(default_settings(module_cache, "trials=5", "save_poisons=true"), tmp_path)
     assert [r["status"] for r in records] == ["ok"] * 5
     for record in records:
         assert (record["constraint"], record["eps_255"], record["attack.quantize"]) == (
@@ -53,13 +53,13 @@ def test_default_poisons_are_clean_label_within_the_default_budget(session_cache
     print("default one-shot success:", sum(r["success"] for r in records), "/ 5")
 
 
-def test_one_shot_kill_still_works_where_no_budget_binds(session_cache, tmp_path):
+def test_one_shot_kill_still_works_where_no_budget_binds(module_cache, tmp_path):
     """Algorithm 1 without a radius (the old default) collides features and poisons the head, at
     the price of visible poisons. Measured (seed 0, 10 targets): 4/10 successes, median final
     feature distance 0.03 of the start, worst PSNR 7.7-11.3 dB; the same targets with the
     bases unmodified (attack.optimize=false) give 0/10."""
     settings = default_settings(
-        session_cache,
+        module_cache,
         *ANKLE_BOOT_BAG,
         "trials=10",
         "save_poisons=false",
@@ -79,21 +79,21 @@ def test_one_shot_kill_still_works_where_no_budget_binds(session_cache, tmp_path
     assert sorted(r["poison_psnr_base_worst"] for r in ok)[5] < 20, "these poisons are visible"
 
 
-def test_transfer_angle_noise_floor_is_far_below_the_papers_signal(session_cache, tmp_path):
+def test_transfer_angle_noise_floor_is_far_below_the_papers_signal(module_cache, tmp_path):
     """An unmodified base image as the 'poison' (attack.optimize=false): the poisoned head sees
     the control's batches plus one innocuous image, so it barely rotates. Measured (seed 0, 5
     targets): 0.05, 0.05, 4.98, 0.06, 0.05 degrees (mean 1.0) against the paper's 23."""
     settings = default_settings(
-        session_cache, *ANKLE_BOOT_BAG, "trials=5", "save_poisons=false", "attack.optimize=false"
+        module_cache, *ANKLE_BOOT_BAG, "trials=5", "save_poisons=false", "attack.optimize=false"
     )
     angles = [r["angular_deviation_deg"] for r in run(settings, tmp_path)]
     assert sum(angles) / len(angles) < 5.0
     assert max(angles) < PAPER_ANGLE_DEG / 2
 
 
-def test_end_to_end_job_records_its_control(session_cache, tmp_path):
+def test_end_to_end_job_records_its_control(module_cache, tmp_path):
     settings = default_settings(
-        session_cache,
+        module_cache,
         "victim=end_to_end",
         "trials=2",
         "attack.num_poisons=5",

@@ -22,7 +22,6 @@ from frogs.data.datasets import load_dataset
 from frogs.errors import ConfigError
 from frogs.experiment.prepare import prepare_job
 from frogs.experiment.run import run
-from frogs.experiment.trial import plan_trial
 from frogs.interchange.benchmark import Setup, write_setups
 from tests.conftest import whole_records
 
@@ -66,14 +65,9 @@ def settings(cache: Path, *overrides: str):
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("interchange-cache")
-
-
-@pytest.fixture(scope="module")
-def setups_file(tmp_path_factory, cache) -> Path:
+def setups_file(tmp_path_factory, module_cache) -> Path:
     """Two setups of different pairs: c0 -> c1 and c2 -> c3, two training bases each."""
-    data = load_dataset(settings(cache).dataset)
+    data = load_dataset(settings(module_cache).dataset)
     setups = []
     for target, base in ((0, 1), (2, 3)):
         target_index = int(torch.nonzero(data.test_y == target).flatten()[3])
@@ -83,10 +77,10 @@ def setups_file(tmp_path_factory, cache) -> Path:
 
 
 @pytest.fixture(scope="module")
-def crafted(tmp_path_factory, cache, setups_file) -> tuple[Path, list[dict]]:
+def crafted(tmp_path_factory, module_cache, setups_file) -> tuple[Path, list[dict]]:
     out = tmp_path_factory.mktemp("crafted")
     job = settings(
-        cache,
+        module_cache,
         "target_selection=setups",
         f"setups={setups_file}",
         "save_poisons=true",
@@ -107,11 +101,11 @@ def test_setups_trials_attack_their_own_pairs_with_replaced_training_bases(craft
 
 def test_poisons_replace_their_bases_in_the_training_set(cache, setups_file):
     job = prepare_job(settings(cache, "target_selection=setups", f"setups={setups_file}"), CPU)
-    plan = plan_trial(job, 1)
+    plan = job.trials.plan(1)
     bases = torch.tensor(plan.fixed.base_indices)
-    training = plan.victim.data.poisoned_set(
-        plan.base_images(job.data, bases), plan.replaced(bases)
-    )
+    assert torch.equal(plan.used_bases, bases)
+    assert torch.equal(plan.used_base_images, job.trials.data.train_x[bases])  # training images
+    training = plan.victim.data.poisoned_set(plan.used_base_images, plan.replaced())
     assert len(training.inputs) == len(job.victim.data.train_y)  # replaced, not added
     kept = job.victim.data.train_idx[training.clean_rows]
     assert not torch.isin(bases, kept).any()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -13,22 +12,10 @@ from pathlib import Path
 import pytest
 
 import frogs.store.records
-from frogs.config.compose import compose_settings
-from frogs.config.settings import JobSettings
+from tests.conftest import TINY, copy_cache, tiny_settings  # noqa: F401 - the fault tests' names
 from tests.conftest import whole_records as read_records  # noqa: F401 - the fault tests' name
 
 REPO = Path(__file__).resolve().parents[2]
-
-# A tiny synthetic job; explicit top-level keys so nothing depends on how debug=smoke composes.
-TINY = [
-    "dataset=synthetic",
-    "debug=smoke",
-    "dataset.train_per_class=null",
-    "device=cpu",
-    "threads=1",
-    "progress=false",
-    "save_poisons=false",
-]
 
 # Fields that legitimately differ between two runs of the same trial.
 # clean_model_source says whether this job trained the shared clean model or found it cached;
@@ -136,24 +123,3 @@ def assert_one_clear_error(
         assert needle in lines[0], output
     assert "Traceback" not in result.stderr + result.stdout, output
     return lines[0]
-
-
-@pytest.fixture(scope="session")
-def warm_cache(tmp_path_factory) -> Path:
-    """A cache holding the TINY clean model and features, built once by a real CLI run."""
-    cache = tmp_path_factory.mktemp("warm-cache")
-    run = tmp_path_factory.mktemp("warm-run")
-    result = run_frogs(*TINY, "trials=1", f"cache_dir={cache}", f"hydra.run.dir={run}")
-    assert result.returncode == 0, result.stderr
-    return cache
-
-
-def tiny_settings(*overrides: str) -> JobSettings:
-    """The TINY job's settings as the CLI composes them, for in-process runs."""
-    return compose_settings([*TINY, *overrides])
-
-
-def copy_cache(source: Path, target: Path) -> Path:
-    """A private copy of a warm cache (entries are immutable; locks are not copied)."""
-    shutil.copytree(source, target, ignore=shutil.ignore_patterns("*.lock"))
-    return target

@@ -56,6 +56,10 @@ IN_PROCESS_CASES: dict[str, tuple[list[str], list[str]]] = {
     "name-model": (["model.name=nope"], ["model 'nope'", "alexnet_cifar"]),
     "name-attack": (["attack.name=nope"], ["attack 'nope'", "feature_collision"]),
     "class-not-in-dataset": (["dataset.base_class=zebra"], ["'zebra'", "c0, c1, c2, c3"]),
+    "target-not-in-dataset": (
+        ["dataset.target_class=zebra"],
+        ["dataset.target_class='zebra' is not a class", "c0, c1, c2, c3"],
+    ),
     "opacity-below-0": (["attack.opacity=-0.1"], ["attack.opacity=-0.1", "0 <= opacity <= 1"]),
     "attack-lr-negative": (["attack.lr=-1"], ["attack.lr=-1", "> 0"]),
     "attack-lr-nan": (["attack.lr=nan"], ["attack.lr=nan", "> 0"]),

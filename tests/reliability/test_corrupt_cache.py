@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import pickle
+import re
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ import torch
 
 from frogs.experiment.run import run
 from frogs.store.cache import ArtifactCache
-from tests.reliability.conftest import by_trial, copy_cache, read_records, tiny_settings
+from tests.reliability.conftest import by_trial, read_records, tiny_settings
 
 KIND, KEY = "models", "abc123"
 
@@ -112,16 +113,25 @@ def torch_saved(obj) -> bytes:
     return buffer.getvalue()
 
 
+def used_entries(log_text: str, kind: str) -> list[str]:
+    """The ``kind`` entries a job's log says it loaded or built (``cache hit|miss KIND/KEY``)."""
+    return sorted(set(re.findall(rf"cache (?:hit|miss) {kind}/(\w+)", log_text)))
+
+
 @pytest.mark.slow
-def test_job_on_a_corrupted_cache_rebuilds_and_gets_the_same_records(tmp_path, warm_cache, caplog):
-    """Damage the real clean-model and feature entries between two runs of one job."""
-    cache = copy_cache(warm_cache, tmp_path / "cache")
+def test_job_on_a_corrupted_cache_rebuilds_and_gets_the_same_records(tmp_path, cache, caplog):
+    """Damage the real clean-model and feature entries the job used between two runs of it (the
+    entries named by its own log: the cache copy holds other jobs' entries too)."""
     settings = tiny_settings("trials=2", f"cache_dir={cache}")
-    run(settings, tmp_path / "intact")
-    model_entry = next((cache / "models").glob("*.pt"))
+    with caplog.at_level(logging.INFO, logger="frogs"):
+        run(settings, tmp_path / "intact")
+    models, features = used_entries(caplog.text, "models"), used_entries(caplog.text, "features")
+    assert (len(models), len(features)) == (1, 2)  # the clean model; its train and test features
+    model_entry = cache / "models" / f"{models[0]}.pt"
     model_entry.write_bytes(model_entry.read_bytes()[: model_entry.stat().st_size // 2])
-    for entry in (cache / "features").glob("*.pt"):
-        entry.write_bytes(os.urandom(256))
+    for key in features:
+        (cache / "features" / f"{key}.pt").write_bytes(os.urandom(256))
+    caplog.clear()
     with caplog.at_level(logging.INFO, logger="frogs"):
         run(settings, tmp_path / "corrupted")
     assert caplog.text.count("unusable") == 3

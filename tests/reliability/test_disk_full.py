@@ -21,7 +21,6 @@ from frogs.store.records import RecordWriter
 from tests.reliability.conftest import (
     TINY,
     assert_one_clear_error,
-    copy_cache,
     read_records,
     run_frogs,
     tiny_settings,
@@ -62,8 +61,8 @@ def test_full_disk_leaves_only_whole_records(tmp_path, monkeypatch, raise_error)
     assert writer.finished_ids() == {"a"}
 
 
-def test_job_stopped_by_a_full_disk_resumes_when_space_returns(tmp_path, warm_cache, monkeypatch):
-    settings = tiny_settings("trials=3", f"cache_dir={copy_cache(warm_cache, tmp_path / 'c')}")
+def test_job_stopped_by_a_full_disk_resumes_when_space_returns(tmp_path, cache, monkeypatch):
+    settings = tiny_settings("trials=3", f"cache_dir={cache}")
     results = tmp_path / "run" / "results.jsonl"
     disk = FullDisk(5500, raise_error=True)  # one record (~3.6 kB) fits, the second does not
     monkeypatch.setattr(records_module, "os", disk)
@@ -104,33 +103,33 @@ def fill_leaving_pages(mount_point: Path, pages: int) -> None:
 
 
 @pytest.mark.slow
-def test_cli_on_a_really_full_disk_prints_one_line(tmp_path, warm_cache, tmpfs):
+def test_cli_on_a_really_full_disk_prints_one_line(tmp_path, cache, tmpfs):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (tmpfs / "results.jsonl").touch()
     (run_dir / "results.jsonl").symlink_to(tmpfs / "results.jsonl")  # only the records are full
     # two pages: room for one whole record (about 4.4 KB) and not for three
     fill_leaving_pages(tmpfs, 2)
-    result = run_frogs(*TINY, "trials=3", f"cache_dir={warm_cache}", f"hydra.run.dir={run_dir}")
+    result = run_frogs(*TINY, "trials=3", f"cache_dir={cache}", f"hydra.run.dir={run_dir}")
     assert_one_clear_error(result, "No space left on device", "results.jsonl")
     assert 1 <= len(read_records(tmpfs / "results.jsonl")) < 3  # whole records only
 
 
 @pytest.mark.slow
-def test_cli_on_a_read_only_file_system_prints_one_line(tmp_path, warm_cache, tmpfs):
+def test_cli_on_a_read_only_file_system_prints_one_line(tmp_path, cache, tmpfs):
     subprocess.run(["mount", "-o", "remount,ro", str(tmpfs)], check=True)
-    result = run_frogs(*TINY, f"cache_dir={warm_cache}", f"hydra.run.dir={tmpfs / 'run'}")
+    result = run_frogs(*TINY, f"cache_dir={cache}", f"hydra.run.dir={tmpfs / 'run'}")
     assert_one_clear_error(result, "Read-only file system", str(tmpfs / "run"))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("where", ["run-dir", "results.jsonl"])
-def test_cli_when_the_output_path_is_taken_prints_one_line(tmp_path, warm_cache, where):
+def test_cli_when_the_output_path_is_taken_prints_one_line(tmp_path, cache, where):
     run_dir = tmp_path / "run"
     if where == "run-dir":
         run_dir.write_text("a file where the output directory should be\n")
     else:
         (run_dir / "results.jsonl").mkdir(parents=True)
-    result = run_frogs(*TINY, f"cache_dir={warm_cache}", f"hydra.run.dir={run_dir}")
+    result = run_frogs(*TINY, f"cache_dir={cache}", f"hydra.run.dir={run_dir}")
     blocked = run_dir if where == "run-dir" else run_dir / "results.jsonl"
     assert_one_clear_error(result, str(blocked))

@@ -44,10 +44,10 @@ JOB = [*SLOW_TRIALS, "trials=5"]
 
 
 @pytest.fixture(scope="module")
-def reference_job(tmp_path_factory, warm_cache) -> dict[str, dict]:
+def reference_job(tmp_path_factory, module_cache) -> dict[str, dict]:
     """The records of one uninterrupted JOB run, by trial id."""
     run_dir = tmp_path_factory.mktemp("reference")
-    result = run_frogs(*JOB, f"cache_dir={warm_cache}", f"hydra.run.dir={run_dir}")
+    result = run_frogs(*JOB, f"cache_dir={module_cache}", f"hydra.run.dir={run_dir}")
     assert result.returncode == 0, result.stderr
     expected = by_trial(read_records(run_dir / "results.jsonl"))
     assert len(expected) == 5
@@ -55,10 +55,10 @@ def reference_job(tmp_path_factory, warm_cache) -> dict[str, dict]:
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_killed_job_resumes_to_the_uninterrupted_records(tmp_path, warm_cache, reference_job, seed):
+def test_killed_job_resumes_to_the_uninterrupted_records(tmp_path, cache, reference_job, seed):
     rng = random.Random(seed)
     run_dir = tmp_path / "killed"
-    args = [*JOB, f"cache_dir={warm_cache}", f"hydra.run.dir={run_dir}"]
+    args = [*JOB, f"cache_dir={cache}", f"hydra.run.dir={run_dir}"]
     results = run_dir / "results.jsonl"
     before = rng.randint(1, 3)
     hold = tmp_path / "holding"
@@ -98,7 +98,7 @@ def sweep_results(sweep_dir: Path) -> list[Path]:
     return sorted(sweep_dir.glob("**/results.jsonl"))
 
 
-def test_killed_multirun_resumes_every_job(tmp_path, warm_cache):
+def test_killed_multirun_resumes_every_job(tmp_path, cache):
     """Basic launcher, three jobs in one process: kill mid-sweep, relaunch into the same dir."""
     rng = random.Random(3)
     sweep = [
@@ -106,7 +106,7 @@ def test_killed_multirun_resumes_every_job(tmp_path, warm_cache):
         *SLOW_TRIALS,
         "trials=2",
         "attack.opacity=0.0,0.1,0.2",
-        f"cache_dir={warm_cache}",
+        f"cache_dir={cache}",
     ]
     reference = run_frogs(*sweep, f"hydra.sweep.dir={tmp_path / 'reference'}")
     assert reference.returncode == 0, reference.stderr

@@ -9,12 +9,12 @@ import pytest
 
 from frogs.attacks.feature_collision import ATTACKS
 from frogs.config.settings import updated
+from frogs.experiment.job import Trials
 from frogs.experiment.run import run
 from frogs.victims import retrainer
 from frogs.victims.transfer import HeadRetrainer
 from tests.reliability.conftest import (
     TINY,
-    copy_cache,
     read_records,
     run_frogs,
     tiny_settings,
@@ -22,8 +22,8 @@ from tests.reliability.conftest import (
 
 
 @pytest.fixture
-def settings(tmp_path, warm_cache):
-    return tiny_settings("trials=3", f"cache_dir={copy_cache(warm_cache, tmp_path / 'cache')}")
+def settings(tmp_path, cache):
+    return tiny_settings("trials=3", f"cache_dir={cache}")
 
 
 def fail_once(monkeypatch, owner, name, break_result):
@@ -101,7 +101,7 @@ def test_training_loss_overflow_in_retraining_is_a_failed_trial(tmp_path, settin
 
 
 @pytest.mark.slow
-def test_crafting_overflow_through_the_cli_records_failed_trials(tmp_path, warm_cache):
+def test_crafting_overflow_through_the_cli_records_failed_trials(tmp_path, cache):
     """β0 so large that the proximal step is inf/inf: every trial fails, the job exits 0."""
     result = run_frogs(
         *TINY,
@@ -109,7 +109,7 @@ def test_crafting_overflow_through_the_cli_records_failed_trials(tmp_path, warm_
         "attack.constraint=l2",  # the proximal step runs only under the L2 budget
         "attack.eps=null",
         "attack.beta0=1e45",
-        f"cache_dir={warm_cache}",
+        f"cache_dir={cache}",
         f"hydra.run.dir={tmp_path / 'run'}",
     )
     assert result.returncode == 0, result.stderr
@@ -120,3 +120,21 @@ def test_crafting_overflow_through_the_cli_records_failed_trials(tmp_path, warm_
     for record in records:
         assert "NumericalError: feature distance became non-finite" in record["error"]
         assert record["target_class"] == "c0" and record["base_class"] == "c1"
+
+
+def test_a_trial_whose_planning_fails_is_recorded_failed(tmp_path, settings, monkeypatch):
+    """Planning (choosing the bases) raising is that trial's failure: the record says so, with
+    no bases, and the job goes on."""
+    original = Trials.bases
+
+    def bases(self, index, target):
+        if index == 1:
+            raise RuntimeError("no bases for this target")
+        return original(self, index, target)
+
+    monkeypatch.setattr(Trials, "bases", bases)
+    run(settings, tmp_path / "run")
+    records = read_records(tmp_path / "run" / "results.jsonl")
+    assert [r["status"] for r in records] == ["ok", "failed", "ok"]
+    assert records[1]["base_indices"] is None and "no bases for this target" in records[1]["error"]
+    assert isinstance(records[1]["target_index"], int)

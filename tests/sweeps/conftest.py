@@ -9,10 +9,11 @@ import pytest
 from tests.sweeps.helpers import ensure_slurm_cluster
 
 
-@pytest.fixture(scope="session")
-def sweep_cache(tmp_path_factory) -> Path:
-    """One clean-model cache for the sweep suite: each clean model is pretrained once."""
-    return tmp_path_factory.mktemp("sweep-cache")
+@pytest.fixture(scope="module")
+def sweep_cache(module_cache: Path) -> Path:
+    """One cache for a sweep file's tests (a copy of the session's warm cache): the sweeps on one
+    dataset share their smoke clean model, pretrained once."""
+    return module_cache
 
 
 @pytest.fixture(scope="session")
