@@ -573,6 +573,10 @@ def _ablation_claim(result: ClaimResult) -> None:
         result.conclude(Verdict.NOT_REPRODUCED, f"{', '.join(beaten)} {verb} the full recipe")
     else:
         result.conclude(_reproduced(result.claim), "the full recipe beats every ablated arm")
+    missing = [arm for arm in result.claim.expected_arms if arm not in rates]
+    if missing:  # a verdict on some arms waits for the others
+        result.reason = f"{', '.join(missing)} not run yet; as measured: {result.verdict_text}"
+        result.verdict = Verdict.TOO_FEW
     result.psnr_median = _median(rows, "poison_psnr_base_worst")
     result.linf255_max = _max(rows, "poison_linf255_base_worst")
 

@@ -210,38 +210,55 @@ def test_claims_without_enough_records_say_so_with_their_command(report):
     assert "- verdict: not run here: needs at least two poison counts" in seven
 
 
-def _ablation(full: int, single: int, no_optimize: int) -> list[dict]:
-    """Claim 8's arms on airplane -> frog, 10 random targets each, with the given successes."""
-    arms = (
+def _ablation(full: int, single: int, no_optimize: int, no_watermark: int | None) -> list[dict]:
+    """Claim 8's arms on airplane -> frog, 10 outlier targets each, with the given successes
+    (``no_watermark`` None: that arm not run)."""
+    arms = [
         (full, {}),
         (single, {"attack__multi_base": False}),
         (no_optimize, {"attack__optimize": False}),
-    )
+        (no_watermark, {"opacity": 0.0}),
+    ]
     return [
         e2e_record(
             700 + 10 * arm + i,
             success=i < wins,
             pair=("airplane", "frog"),
-            target_selection="random",
+            target_selection="outlier",
             **knobs,
         )
         for arm, (wins, knobs) in enumerate(arms)
+        if wins is not None
         for i in range(10)
     ]
 
 
 @pytest.mark.parametrize(
-    ("full", "single", "no_optimize", "verdict", "reason"),
+    ("wins", "verdict", "reason"),
     [
-        (4, 1, 0, Verdict.REPRODUCED_REDUCED, "the full recipe beats every ablated arm"),
-        (2, 3, 0, Verdict.NOT_REPRODUCED, "single base matches or beats the full recipe"),
-        (2, 2, 2, Verdict.NOT_REPRODUCED, "no optimization, single base match or beat"),
-        (0, 0, 0, Verdict.NOT_REPRODUCED, "the full recipe succeeded on no target"),
+        ((4, 1, 0, 0), Verdict.REPRODUCED_REDUCED, "the full recipe beats every ablated arm"),
+        ((2, 3, 0, 0), Verdict.NOT_REPRODUCED, "single base matches or beats the full recipe"),
+        ((2, 2, 2, 0), Verdict.NOT_REPRODUCED, "no optimization, single base match or beat"),
+        ((0, 0, 0, 0), Verdict.NOT_REPRODUCED, "the full recipe succeeded on no target"),
+        ((4, 1, 0, None), Verdict.TOO_FEW, "no watermark not run yet; as measured: reproduced"),
     ],
 )
-def test_the_ablation_verdict_reads_the_arms(frame_of, full, single, no_optimize, verdict, reason):
-    eight = _claim(measure_claims(frame_of(_ablation(full, single, no_optimize))), "8")
+def test_the_ablation_verdict_reads_the_arms(frame_of, wins, verdict, reason):
+    eight = _claim(measure_claims(frame_of(_ablation(*wins))), "8")
     assert eight.verdict is verdict, eight.verdict_text
     assert reason in eight.reason
-    rates = f"full {10 * full} %, no optimization {10 * no_optimize} %, single base {10 * single} %"
-    assert eight.number == rates
+    full, single, no_optimize, no_watermark = wins
+    rates = f"full {10 * full} %, no optimization {10 * no_optimize} %"
+    if no_watermark is not None:
+        rates += f", no watermark {10 * no_watermark} %"
+    assert eight.number == f"{rates}, single base {10 * single} %"
+
+
+def test_random_targets_are_not_the_ablation(frame_of):
+    """Claim 8 reads the outlier targets only (claim 6's random arm is not its full arm)."""
+    records = _ablation(4, 1, 0, 0)
+    for record in records[:10]:
+        record["target_selection"] = "random"
+    eight = _claim(measure_claims(frame_of(records)), "8")
+    assert eight.verdict is Verdict.NOT_RUN
+    assert eight.number == "needs the full arm and at least one ablated arm"
