@@ -705,11 +705,14 @@ def e2e_details(rows: pd.DataFrame) -> list[str]:
             f"{len(rows)} at least half"
         )
     if "feat_dist_after_unclipped" in rows:
-        unclipped = _fmt(_median(rows, "feat_dist_after_unclipped"), "{:.2f}")
+        # paired: only the trials whose loop ran (an arm without crafting has no unclipped result)
+        crafted = rows[pd.to_numeric(rows["feat_dist_after_unclipped"], errors="coerce").notna()]
         details.append(
             "8-bit poisons: clipping the loop's unclipped result to [0, 1] and rounding it moved "
-            f"the median poison-target distance from {unclipped} to "
-            f"{_fmt(_median(rows, 'feat_dist_after'), '{:.2f}')}"
+            "the median poison-target distance from "
+            f"{_fmt(_median(crafted, 'feat_dist_after_unclipped'), '{:.2f}')} to "
+            f"{_fmt(_median(crafted, 'feat_dist_after'), '{:.2f}')} "
+            f"({len(crafted)} crafted trials)"
         )
     if "poisons_reused" in rows:
         reused = int(rows["poisons_reused"].astype(object).eq(True).sum())

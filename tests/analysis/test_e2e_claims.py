@@ -13,6 +13,7 @@ from analysis.claims import E2E_REDUCTIONS, Verdict, comparison_runs
 from analysis.replication import (
     FIGURE_OVERLAP,
     FIGURE_POISONS,
+    e2e_details,
     measure_claims,
     wall_seconds,
     write_replication,
@@ -63,7 +64,7 @@ def test_claim_5_counts_its_own_records_and_reports_overlap(frame):
     share = own["poisons_overlap_fraction"].mean()
     assert f"{100 * share:.0f} % of poisons overlap" in text
     unclipped = statistics.median(own["feat_dist_after_unclipped"])
-    assert f"from {unclipped:.2f} to {median:.2f}" in text
+    assert f"from {unclipped:.2f} to {median:.2f} (20 crafted trials)" in text
     assert "reused from a set crafted earlier (attack.pool: 50): 0/20 trials" in text
     # the epochs-10 runs are paired with their targets, not counted
     effect = "\n".join(five.reductions)
@@ -157,3 +158,24 @@ def test_claim_7_says_every_reason_it_waits_for_once(frame_of):
         "n = 5 < 10 per arm; the 20 % opacity arm lacks 10, 25 poisons; as measured: "
     )
     assert seven.reason.count("as measured") == 1
+
+
+def test_the_8_bit_effect_pairs_the_crafted_trials(frame_of):
+    """An arm without crafting (no unclipped result) stays out of both sides of the 8-bit
+    comparison, so the comparison is paired: its far poisons do not move the clipped median."""
+    crafted = [e2e_record(i, success=False) for i in range(4)]
+    watermarked = [
+        {
+            **e2e_record(100 + i, success=False),
+            "attack.optimize": False,
+            "feat_dist_after": 90.0 + i,
+            "feat_dist_after_unclipped": None,
+        }
+        for i in range(4)
+    ]
+    text = "\n".join(e2e_details(frame_of(crafted + watermarked)))
+    expected = (
+        f"from {statistics.median(r['feat_dist_after_unclipped'] for r in crafted):.2f} to "
+        f"{statistics.median(r['feat_dist_after'] for r in crafted):.2f} (4 crafted trials)"
+    )
+    assert expected in text, text
