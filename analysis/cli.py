@@ -117,7 +117,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.notes is not None and args.replication is None:
         parser.error("--notes needs --replication REPORT.md")
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
-    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    # force: the handler writes to this call's stderr, not to one an earlier call in the same
+    # process (a test's captured stream, since closed) left behind
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
     logger.setLevel(level)
     try:
         result = load_records(args.dirs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from hydra.core.config_store import ConfigStore
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ConfigKeyError, ValidationError
 
@@ -43,6 +44,29 @@ def test_every_option_composes(group, tmp_path):
     for option in GROUPS[group]:
         settings = compose_settings(f"{group}={option}", *required.get(option, []))
         assert getattr(settings, group).name == PRESETS.get(option, option)
+
+
+def test_schemas_are_stored_once_and_again_when_replaced(monkeypatch):
+    """Composing many jobs converts each schema once: a second registration stores nothing,
+    an entry replaced in Hydra's store is stored again, and composition never changes the
+    shared schema (an override of one job is not the next job's default)."""
+    frogs_config.register_schemas()
+    stored = []
+    original = ConfigStore.store
+
+    def counting_store(self, name, node, group=None, package=None, provider=None):
+        stored.append((group, name))
+        original(self, name=name, node=node, group=group, package=package, provider=provider)
+
+    monkeypatch.setattr(ConfigStore, "store", counting_store)
+    frogs_config.register_schemas()
+    assert stored == []
+    ConfigStore.instance().store(group="attack", name="base_feature_collision", node={"x": 1})
+    stored.clear()
+    frogs_config.register_schemas()
+    assert stored == [("attack", "base_feature_collision")]
+    assert compose_settings("attack.iters=7").attack.iters == 7
+    assert compose_settings().attack.iters != 7
 
 
 def test_authors_preset_is_the_official_code_in_its_units():

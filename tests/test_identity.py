@@ -199,10 +199,10 @@ def to_legacy_ids(results: Path, settings) -> None:
     results.write_text(text.replace(stable_hash(new), stable_hash(old)))
 
 
-def test_migrated_records_are_found_by_a_relaunch(tmp_path):
+def test_migrated_records_are_found_by_a_relaunch(tmp_path, cache):
     """A real job's records turned into the earlier rule's: a relaunch would redo them; after
     ``frogs migrate-ids`` it runs nothing, and only the ids changed, byte for byte."""
-    run_dir, cache = tmp_path / "run", tmp_path / "cache"
+    run_dir = tmp_path / "run"
     args = [f"hydra.run.dir={run_dir}", f"cache_dir={cache}", *SYNTHETIC]
     first = frogs(*args)
     assert first.returncode == 0, first.stderr

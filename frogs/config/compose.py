@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from functools import cache
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -58,19 +59,42 @@ def register_resolvers() -> None:
 def register_schemas() -> None:
     """Store the job schema and one schema per group option (``GROUP/base_NAME``, named in each
     option's YAML defaults list), so that every YAML composes against its option's dataclass and
-    a key the option does not have fails at composition."""
+    a key the option does not have fails at composition. A schema already stored is not stored
+    again (Hydra copies a stored node on every load), so composing many jobs in one process
+    converts each dataclass once."""
     register_resolvers()
-    store = ConfigStore.instance()
-    store.store(name="frogs_schema", node=writable_schema(JobSettings))
+    _store_once(None, "frogs_schema", JobSettings)
     for group, registry in option_registries().items():
         for name, schema in registry.schemas().items():
-            store.store(group=group, name=f"base_{name}", node=writable_schema(schema))
+            _store_once(group, f"base_{name}", schema)
 
 
+def _store_once(group: str | None, name: str, schema: type) -> None:
+    """``ConfigStore.store`` unless the store holds what this function stored for that schema."""
+    stored = _STORED.get((group, name))
+    if stored is not None and stored[0] is schema and stored[1] is _stored_node(group, name):
+        return
+    ConfigStore.instance().store(group=group, name=name, node=writable_schema(schema))
+    _STORED[(group, name)] = (schema, _stored_node(group, name))
+
+
+def _stored_node(group: str | None, name: str) -> object | None:
+    """The ConfigStore's entry for ``GROUP/NAME`` (not a copy), or None."""
+    folder = ConfigStore.instance().repo
+    for part in group.split("/") if group else ():
+        folder = folder.get(part, {})
+    return folder.get(f"{name}.yaml")
+
+
+_STORED: dict[tuple[str | None, str], tuple[type, object]] = {}  # what _store_once stored
+
+
+@cache
 def writable_schema(schema: type) -> DictConfig:
     """A settings dataclass as a typed config that composition may write into: the settings are
     frozen (read-only once built), which OmegaConf would carry over to the config as read-only
-    and so refuse every YAML value and override."""
+    and so refuse every YAML value and override. Converted once per dataclass and shared: never
+    changed in place (``OmegaConf.merge`` and ``ConfigStore.store`` copy it)."""
     node = OmegaConf.structured(schema)
     _clear_readonly(node)
     OmegaConf.set_readonly(node, False)

@@ -89,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("overrides", nargs="*", help="frogs overrides, e.g. dataset=cifar10")
     parser.add_argument("--top", type=int, default=5, help="pairs to print")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)  # as analysis.cli
     settings = compose_settings(args.overrides)
     device = resolve_device(settings.device)
     data = load_dataset(settings.dataset)

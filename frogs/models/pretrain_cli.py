@@ -135,7 +135,9 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, as for `frogs`")
     args = parser.parse_args(list(argv))
     logging.basicConfig(
-        level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
+        level=logging.INFO,
+        format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s",
+        force=True,  # to this call's stderr (as analysis.cli)
     )
     try:
         written = write_pretrained(compose_settings(args.overrides), args.out)

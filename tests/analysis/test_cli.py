@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 from pathlib import Path
@@ -101,11 +102,25 @@ def test_unknown_by_column_lists_available(sweep, capsys) -> None:
     assert "Traceback" not in err
 
 
+def test_each_call_logs_to_its_own_stderr(sweep, capsys, monkeypatch) -> None:
+    """A second call in the same process (a test after another) warns on its own stderr, not on
+    a stream the first call was given and that is closed since."""
+    gone = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", gone)
+    main([str(sweep)])
+    gone.close()
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert main([str(sweep)]) == 0
+    err = capsys.readouterr().err
+    assert "Logging error" not in err and "skipped 1 malformed line(s)" in err
+
+
 def test_schema2_by_column_names_its_schema3_name(sweep, capsys) -> None:
     assert main([str(sweep), "--by", "num_poisons", "retrain_epochs"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1
-    assert err[0].startswith(
+    assert len(err) == 2 and "skipped 1 malformed line(s)" in err[0]  # the fixture's last line
+    assert err[1].startswith(
         "frogs-analyze: error: unknown column(s) num_poisons, retrain_epochs (num_poisons is "
         "now attack.num_poisons; retrain_epochs is now victim.epochs); available:"
     )

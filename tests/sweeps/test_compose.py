@@ -44,6 +44,17 @@ def job_settings(name: str, overrides: tuple[str, ...]) -> JobSettings:
     return compose_settings(overrides, config_dir=SWEEPS_DIR, config_name=name)
 
 
+def sampled(jobs: list[list[str]], count: int = 8) -> list[list[str]]:
+    """About ``count`` jobs spread over the grid, its first and last among them (composing all of
+    a 90-job grid takes over a minute)."""
+    return jobs[:: max(1, len(jobs) // count)] + jobs[-1:]
+
+
+def swept_values(jobs: list[list[str]], key: str) -> set[str]:
+    """The values a grid gives ``key``, read from its jobs' overrides."""
+    return {o.split("=", 1)[1] for job in jobs for o in job if o.split("=", 1)[0] == key}
+
+
 def stated_job_count(path) -> int:
     """The first 'N jobs' in a file's header comment."""
     lines = path.read_text().splitlines(True)
@@ -84,27 +95,33 @@ def test_smoke_line_shrinks_the_grid_to_its_comment(name):
 @pytest.mark.parametrize("name", SWEEPS)
 def test_every_job_of_the_paper_grid_is_a_valid_job(name):
     jobs = sweep_jobs(name)
-    sample = jobs[:: max(1, len(jobs) // 12)] + jobs[-1:]
-    assert all(isinstance(job_settings(name, tuple(job)), JobSettings) for job in sample)
+    assert all(isinstance(job_settings(name, tuple(job)), JobSettings) for job in sampled(jobs, 12))
 
 
 def test_transfer_oneshot_splits_distinct_targets_over_jobs():
     jobs = sweep_jobs("transfer_oneshot")
-    settings = [job_settings("transfer_oneshot", tuple(job)) for job in jobs]
-    indices = [i for s in settings for i in range(s.trial_offset, s.trial_offset + s.trials)]
+    composed = {tuple(job): job_settings("transfer_oneshot", tuple(job)) for job in sampled(jobs)}
+    assert {s.trials for s in composed.values()} == {10}
+    assert all(f"trial_offset={s.trial_offset}" in job for job, s in composed.items())
+    offsets = sorted(int(v) for v in swept_values(jobs, "trial_offset"))
+    indices = [i for offset in offsets for i in range(offset, offset + 10)]
     assert len(indices) == len(set(indices)) == 900
-    first = settings[0]
+    first = composed[tuple(jobs[0])]
     assert first.victim.name == "transfer" and first.attack.num_poisons == 1
 
 
 def test_poison_count_grid_is_fig_5b():
     jobs = sweep_jobs("e2e_poison_count")
-    settings = [job_settings("e2e_poison_count", tuple(job)) for job in jobs]
-    assert sorted({s.attack.num_poisons for s in settings}) == [1, *range(5, 71, 5)]
-    assert {s.attack.opacity for s in settings} == {0.2, 0.3}
-    pairs = {(s.dataset.target_class, s.dataset.base_class) for s in settings}
+    assert sorted(int(v) for v in swept_values(jobs, "attack.num_poisons")) == [1, *range(5, 71, 5)]
+    assert len(jobs) == 15 * 2 * 2
+    composed = {tuple(job): job_settings("e2e_poison_count", tuple(job)) for job in sampled(jobs)}
+    for job, s in composed.items():  # each override lands where the grid says
+        assert f"attack.num_poisons={s.attack.num_poisons}" in job
+        assert f"attack.opacity={s.attack.opacity}" in job
+    assert {s.attack.opacity for s in composed.values()} == {0.2, 0.3}
+    pairs = {(s.dataset.target_class, s.dataset.base_class) for s in composed.values()}
     assert pairs == {("bird", "dog"), ("airplane", "frog")}
-    assert {(s.dataset.name, s.victim.name, s.trials) for s in settings} == {
+    assert {(s.dataset.name, s.victim.name, s.trials) for s in composed.values()} == {
         ("cifar10", "end_to_end", 30)
     }
 
