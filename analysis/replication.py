@@ -598,7 +598,8 @@ def paired_effect(claim: Claim, rows: pd.DataFrame, reduction: Reduction) -> str
         keep &= rows[other.column] != other.full
     reduced = rows[keep & (rows[reduction.column] != reduction.full)]
     full = rows[keep & (rows[reduction.column] == reduction.full)]
-    key = ["target_index", "target_class", "base_class"]
+    # the same target attacked the same way (a claim with several arms pairs each arm's own)
+    key = ["target_index", "target_class", "base_class"] + (["arm"] if "arm" in rows else [])
     paired = reduced.merge(full, on=key, suffixes=("_reduced", "_full"))
     if paired.empty:
         return None

@@ -91,6 +91,23 @@ def test_claim_7_curve_has_both_opacities(frame, tmp_path):
     assert re.search(r"\| 5 \| End-to-end: 50 poisons.*\| 50 % \(10/20; 95 % CI", text)
 
 
+def test_a_reduction_is_paired_within_each_arm(frame, frame_of):
+    """The 12,000-iteration run on the 10-poison, 30 % arm's first 4 targets is paired with that
+    arm's trials alone (not with every arm attacking those targets), and claim 5 (50 poisons)
+    has no iteration pairs."""
+    extra = [e2e_record(10_100 + i, success=i == 0, poisons=10, iters=12000) for i in range(4)]
+    records = frame_of(extra)
+    results = measure_claims(pd.concat([frame, records], ignore_index=True))
+    seven = _claim(results, "7")
+    effects = "\n".join(seven.reductions)
+    # the arm's first 4 targets: successes i < 10 // 5 - 0 = 2 as run, 1 with 12,000 iterations
+    assert "crafting iterations: 1500 (as run) vs 12000 on the same 4 targets: 2 vs 1" in effects
+    assert "retraining epochs: 2 (as run) vs 10 on the same 3 targets" in effects
+    assert set(seven.arms["n"]) == {20}  # the comparison runs are no arm's trials
+    five = _claim(results, "5")
+    assert not any(e.startswith("crafting iterations") for e in five.reductions)
+
+
 def test_reused_poisons_add_no_crafting_time(frame):
     reused = frame[frame["poisons_reused"].astype(bool)]
     fresh = frame[~frame["poisons_reused"].astype(bool)]
