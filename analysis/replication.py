@@ -523,9 +523,10 @@ def _monotone_claim(result: ClaimResult) -> None:
 
 
 def _opacity_comparison(rows: pd.DataFrame) -> tuple[bool | None, str, str]:
-    """Fig. 5b's second finding, the higher opacity above the lower: (whether it is, pooled over
-    the poison counts every opacity ran; None when not measured), its text, and what is missing
-    ("" when every opacity ran every count)."""
+    """Fig. 5b's second finding, the higher opacity above the lower: (whether it is, over the
+    (target, poison count) cells both opacities ran, so that each side attacks the same targets
+    with the same counts; None when not measured), its text, and what is missing ("" when every
+    opacity ran every count)."""
     opacity = opacity_percent(rows)
     if opacity.nunique() < 2:
         return None, "", ""
@@ -537,16 +538,32 @@ def _opacity_comparison(rows: pd.DataFrame) -> tuple[bool | None, str, str]:
         for o, c in ran.items()
         if every - c
     )
-    common = set.intersection(*ran.values())
     low, high = min(ran), max(ran)
-    shared = counts.isin(common)
-    arms = {o: shared & (opacity == o) for o in (low, high)}
-    rates = {o: Rate(int(rows["success"][arm].sum()), int(arm.sum())) for o, arm in arms.items()}
+    cells = pd.DataFrame(
+        {
+            "target": rows["target_index"].to_numpy(),
+            "count": counts.to_numpy(),
+            "opacity": opacity.to_numpy(),
+            "success": rows["success"].astype(bool).to_numpy(),
+        }
+    )
+    side = {o: cells[cells["opacity"] == o].drop(columns="opacity") for o in (low, high)}
+    paired = side[high].merge(side[low], on=["target", "count"], suffixes=("_high", "_low"))
+    if paired.empty:
+        return None, f"{high} % and {low} % opacity share no target and poison count yet", missing
+    rates = {
+        high: Rate(int(paired["success_high"].sum()), len(paired)),
+        low: Rate(int(paired["success_low"].sum()), len(paired)),
+    }
+    only_high = int((paired["success_high"] & ~paired["success_low"]).sum())
+    only_low = int((paired["success_low"] & ~paired["success_high"]).sum())
     above = rates[high].rate > rates[low].rate
+    common = sorted(paired["count"].unique())
     text = (
-        f"{high} % opacity {'above' if above else 'not above'} {low} % at the counts both ran"
-        f"{' so far' if missing else ''} "
-        f"({', '.join(map(str, sorted(common)))}): {rates[high].text()} vs {rates[low].text()}"
+        f"{high} % opacity {'above' if above else 'not above'} {low} % on the same targets at "
+        f"the counts both ran{' so far' if missing else ''} ({', '.join(map(str, common))}; "
+        f"{len(paired)} target-count pairs): {rates[high].text()} vs {rates[low].text()}; "
+        f"{only_high} killed at {high} % alone, {only_low} at {low} % alone"
     )
     return above, text, missing
 

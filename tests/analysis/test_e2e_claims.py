@@ -77,8 +77,13 @@ def test_claim_7_curve_has_both_opacities(frame, tmp_path):
     assert "Spearman rho" in seven.number
     assert seven.verdict is Verdict.REPRODUCED_REDUCED and "success rises" in seven.reason
     # 30 %: 0 + 2 + 5 + 10 of 80; 20 %: 0 + 1 + 4 + 9 of 80
-    assert "30 % opacity above 20 % at the counts both ran (1, 10, 25, 50)" in seven.reason
-    assert "21 % (17/80" in seven.reason and "18 % (14/80" in seven.reason
+    assert (
+        "30 % opacity above 20 % on the same targets at the counts both ran (1, 10, 25, 50; "
+        "80 target-count pairs): 21 % (17/80"
+    ) in seven.reason
+    assert "vs 18 % (14/80" in seven.reason and "3 killed at 30 % alone, 0 at 20 % alone" in (
+        seven.reason
+    )
     arms = set(seven.arms["arm"])
     assert {"1 poisons, 20 %", "50 poisons, 30 %", "25 poisons, 20 %"} <= arms
     # the epochs-10 comparison runs of claim 5 are not a poison-count arm's trials
@@ -163,7 +168,25 @@ def test_claim_7_is_not_reproduced_when_the_higher_opacity_does_not_win(frame_of
     seven = _claim(measure_claims(frame_of(_poison_count_records(cells))), "7")
     assert seven.verdict is Verdict.NOT_REPRODUCED
     assert "success rises" in seven.reason
-    assert "30 % opacity not above 20 % at the counts both ran (1, 10)" in seven.reason
+    assert "30 % opacity not above 20 % on the same targets at the counts both ran (1, 10;" in (
+        seven.reason
+    )
+
+
+def test_claim_7_compares_the_opacities_on_the_targets_both_attacked(frame_of):
+    """30 % on 20 targets (killing the last 10 at 10 poisons), 20 % on the first 10 (killing 2):
+    pooled, 30 % would win 10/40 to 2/20; on the targets both attacked it kills none."""
+    records = [e2e_record(i, success=i >= 10, poisons=10, opacity=0.3) for i in range(20)] + [
+        e2e_record(i, success=i < 22, poisons=10, opacity=0.2) for i in range(20, 30)
+    ]
+    records += [e2e_record(i, success=False, poisons=1, opacity=0.3) for i in range(40, 60)]
+    records += [e2e_record(i, success=False, poisons=1, opacity=0.2) for i in range(60, 70)]
+    seven = _claim(measure_claims(frame_of(records)), "7")
+    assert seven.verdict is Verdict.NOT_REPRODUCED
+    assert (
+        "30 % opacity not above 20 % on the same targets at the counts both ran (1, 10; "
+        "20 target-count pairs): 0 % (0/20; 95 % CI 0-16 %) vs 10 % (2/20"
+    ) in seven.reason
 
 
 def test_claim_7_says_every_reason_it_waits_for_once(frame_of):
