@@ -214,6 +214,12 @@ def arm_table(rows: pd.DataFrame, by: str) -> pd.DataFrame:
     }
     table["acc_drop_pt"] = table[by].map(lambda arm: extras[arm][0])
     table["wall_min"] = table[by].map(lambda arm: extras[arm][1])
+    if "poisons_overlap_fraction" in rows:  # end-to-end records: each arm's own overlap
+        grouped = rows.groupby(by)
+        distance = grouped["feat_dist_after"].apply(lambda c: pd.to_numeric(c).median())
+        overlap = grouped["poisons_overlap_fraction"].apply(lambda c: 100 * pd.to_numeric(c).mean())
+        table["feat_dist_median"] = table[by].map(distance)
+        table["overlap_pct"] = table[by].map(overlap)
     if by == "budget" and len(table):
         first = rows.groupby("budget")[["budget_norm", "budget_radius_255"]].first()
         table = _budget_sort(table.join(first, on="budget"))
@@ -1029,19 +1035,25 @@ def _fmt(value: float | None, pattern: str = "{:.1f}") -> str:
 
 def _arm_markdown(arms: pd.DataFrame) -> list[str]:
     column = arms.columns[0]
-    lines = [
+    overlap = "overlap_pct" in arms and arms["overlap_pct"].notna().any()
+    head = (
         f"| {column} | n | successes | rate (95 % CI) | median PSNR dB | max L-inf /255 | "
-        "control successes | accuracy drop pt | wall min |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
+        "control successes | accuracy drop pt | wall min |"
+    )
+    if overlap:
+        head += " median poison-target distance | poisons overlapping % |"
+    lines = [head, "|---" * head.count(" | ") + "|---|"]
     for _, row in arms.iterrows():
-        lines.append(
+        line = (
             f"| {row[column]} | {row['n']} | {row['successes']} | {100 * row['rate']:.0f} % "
             f"({100 * row['ci_low']:.0f}-{100 * row['ci_high']:.0f}) | "
             f"{_fmt(row.get('psnr_median'))} | {_fmt(row.get('linf255_max'))} | "
             f"{row.get('control_successes', 'n/a')} | {_fmt(row['acc_drop_pt'], '{:.2f}')} | "
             f"{_fmt(row['wall_min'])} |"
         )
+        if overlap:
+            line += f" {_fmt(row['feat_dist_median'])} | {_fmt(row['overlap_pct'], '{:.0f}')} |"
+        lines.append(line)
     return lines
 
 

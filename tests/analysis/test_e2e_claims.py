@@ -113,6 +113,21 @@ def test_a_reduction_is_paired_within_each_arm(frame, frame_of):
     assert not any(e.startswith("crafting iterations") for e in five.reductions)
 
 
+def test_each_arm_shows_its_own_overlap(frame, tmp_path):
+    """The arm tables of the end-to-end claims carry each arm's median poison-target distance
+    and share of overlapping poisons (claim 8's arms differ in how close their poisons get)."""
+    out, results = write_replication(frame, tmp_path / "replication.md", "frogs-analyze test")
+    arms = _claim(results, "7").arms.set_index("arm")
+    for (poisons, opacity), part in frame[frame["victim.epochs"] == 2].groupby(
+        ["attack.num_poisons", "attack.opacity"]
+    ):
+        row = arms.loc[f"{poisons} poisons, {round(100 * opacity)} %"]
+        assert row["feat_dist_median"] == pytest.approx(part["feat_dist_after"].median())
+        share = 100 * part["poisons_overlap_fraction"].mean()
+        assert row["overlap_pct"] == pytest.approx(share)
+    assert "| median poison-target distance | poisons overlapping % |" in out.read_text()
+
+
 def test_reused_poisons_add_no_crafting_time(frame):
     reused = frame[frame["poisons_reused"].astype(bool)]
     fresh = frame[~frame["poisons_reused"].astype(bool)]
