@@ -595,7 +595,31 @@ def _ablation_claim(result: ClaimResult) -> None:
         verb = "matches or beats" if len(beaten) == 1 else "match or beat"
         result.conclude(Verdict.NOT_REPRODUCED, f"{', '.join(beaten)} {verb} the full recipe")
     else:
-        result.conclude(_reproduced(result.claim), "the full recipe beats every ablated arm")
+        table = result.arms.set_index("arm")
+        overlapping = [
+            arm
+            for arm in rates
+            if arm != "full" and table.loc[arm, "ci_high"] >= table.loc["full", "ci_low"]
+        ]
+        caveat = (
+            f"; the intervals of {', '.join(overlapping)} overlap the full recipe's (not "
+            "significant at this n)"
+            if overlapping
+            else ""
+        )
+        result.conclude(
+            _reproduced(result.claim), f"the full recipe beats every ablated arm{caveat}"
+        )
+    killed = {
+        arm: sorted(int(t) for t in part.loc[part["success"].astype(bool), "target_index"])
+        for arm, part in rows.groupby("arm", sort=False)
+    }
+    result.details.append(
+        "targets killed, by arm: "
+        + "; ".join(
+            f"{arm} {', '.join(map(str, killed[arm])) or 'none'}" for arm in result.arms["arm"]
+        )
+    )
     missing = [arm for arm in result.claim.expected_arms if arm not in rates]
     if missing:  # a verdict on some arms waits for the others
         result.reason = f"{', '.join(missing)} not run yet; as measured: {result.verdict_text}"

@@ -254,6 +254,20 @@ def test_the_ablation_verdict_reads_the_arms(frame_of, wins, verdict, reason):
     assert eight.number == f"{rates}, single base {10 * single} %"
 
 
+def test_the_ablation_says_when_its_intervals_overlap_and_which_targets_died(frame_of):
+    close = _claim(measure_claims(frame_of(_ablation(4, 1, 0, 0))), "8")
+    assert close.reason.endswith(
+        "; the intervals of no optimization, no watermark, single base overlap the full "
+        "recipe's (not significant at this n)"
+    )  # 4/10 (17-69 %) against 1/10 (2-40 %) and 0/10 (0-28 %)
+    assert (
+        "targets killed, by arm: full 1000, 1001, 1002, 1003; no optimization none; "
+        "no watermark none; single base 1010"
+    ) in close.details
+    apart = _claim(measure_claims(frame_of(_ablation(9, 0, 0, 0))), "8")  # 60-98 % vs 0-28 %
+    assert apart.reason == "the full recipe beats every ablated arm"
+
+
 def test_random_targets_are_not_the_ablation(frame_of):
     """Claim 8 reads the outlier targets only (claim 6's random arm is not its full arm)."""
     records = _ablation(4, 1, 0, 0)
