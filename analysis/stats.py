@@ -102,8 +102,9 @@ def wilson_interval(
         denom = 1.0 + z2 / m
         centre = (p + z2 / (2.0 * m)) / denom
         half = z * np.sqrt(p * (1.0 - p) / m + z2 / (4.0 * m * m)) / denom
-        low = np.clip(centre - half, 0.0, 1.0)
-        high = np.clip(centre + half, 0.0, 1.0)
+        # the interval holds p exactly: rounding would put 0/11's lower end at 3e-17
+        low = np.minimum(np.clip(centre - half, 0.0, 1.0), p)
+        high = np.maximum(np.clip(centre + half, 0.0, 1.0), p)
     if low.ndim == 0:
         return float(low), float(high)
     return low, high

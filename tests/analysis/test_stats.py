@@ -24,6 +24,17 @@ def test_wilson_edges(k: int, n: int, expected: tuple[float, float]) -> None:
     assert (round(low, 4), round(high, 4)) == expected
 
 
+def test_wilson_holds_the_rate_exactly() -> None:
+    """0/n starts at exactly 0 and n/n ends at exactly 1 (rounding gave 0/11 a lower end of 3e-17,
+    a negative error bar that matplotlib refuses)."""
+    n = np.arange(1, 60)
+    assert (wilson_interval(np.zeros_like(n), n)[0] == 0.0).all()
+    assert (wilson_interval(n, n)[1] == 1.0).all()
+    low, high = wilson_interval(np.arange(0, 12), np.full(12, 11))
+    rates = np.arange(0, 12) / 11
+    assert (low <= rates).all() and (rates <= high).all()
+
+
 def test_wilson_vectorised_and_empty_group() -> None:
     low, high = wilson_interval(np.array([7, 0]), np.array([10, 0]))
     assert low[0] == pytest.approx(0.39678, abs=1e-5)
