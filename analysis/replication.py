@@ -186,6 +186,11 @@ def with_labels(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _intervals_overlap(a: pd.Series, b: pd.Series) -> bool:
+    """Whether two arms' Wilson intervals (``ci_low``, ``ci_high``) overlap."""
+    return bool(a["ci_low"] <= b["ci_high"] and b["ci_low"] <= a["ci_high"])
+
+
 def rate_of(rows: pd.DataFrame) -> Rate:
     return Rate(int(rows["success"].astype(bool).sum()), len(rows))
 
@@ -215,11 +220,15 @@ def arm_table(rows: pd.DataFrame, by: str) -> pd.DataFrame:
     table["acc_drop_pt"] = table[by].map(lambda arm: extras[arm][0])
     table["wall_min"] = table[by].map(lambda arm: extras[arm][1])
     if "poisons_overlap_fraction" in rows:  # end-to-end records: each arm's own overlap
-        grouped = rows.groupby(by)
-        distance = grouped["feat_dist_after"].apply(lambda c: pd.to_numeric(c).median())
-        overlap = grouped["poisons_overlap_fraction"].apply(lambda c: 100 * pd.to_numeric(c).mean())
-        table["feat_dist_median"] = table[by].map(distance)
-        table["overlap_pct"] = table[by].map(overlap)
+        overlap = {
+            arm: (
+                _median(part, "feat_dist_after"),
+                pd.to_numeric(part["poisons_overlap_fraction"], errors="coerce").mean(),
+            )
+            for arm, part in rows.groupby(by)
+        }
+        table["feat_dist_median"] = table[by].map(lambda arm: overlap[arm][0])
+        table["overlap_pct"] = table[by].map(lambda arm: 100 * overlap[arm][1])
     if by == "budget" and len(table):
         first = rows.groupby("budget")[["budget_norm", "budget_radius_255"]].first()
         table = _budget_sort(table.join(first, on="budget"))
@@ -480,7 +489,7 @@ def _outlier_claim(result: ClaimResult) -> None:
             f"outliers {Rate(int(out['successes']), int(out['n'])).text()} vs random "
             f"{Rate(int(rnd['successes']), int(rnd['n'])).text()}"
         )
-        overlap = out["ci_low"] <= rnd["ci_high"] and rnd["ci_low"] <= out["ci_high"]
+        overlap = _intervals_overlap(out, rnd)
         direction = out["rate"] > rnd["rate"]
         result.conclude(
             _reproduced(result.claim) if direction else Verdict.NOT_REPRODUCED,
@@ -599,7 +608,7 @@ def _ablation_claim(result: ClaimResult) -> None:
         overlapping = [
             arm
             for arm in rates
-            if arm != "full" and table.loc[arm, "ci_high"] >= table.loc["full", "ci_low"]
+            if arm != "full" and _intervals_overlap(table.loc[arm], table.loc["full"])
         ]
         caveat = (
             f"; the intervals of {', '.join(overlapping)} overlap the full recipe's (not "
