@@ -25,10 +25,23 @@ CIFAR_SPEC = ModelSpec(3, 32, 10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2
 LR = 0.01
 
 
-def cifar_alexnet(device: torch.device, seed: int = 0) -> FeatureClassifier:
-    """The paper's AlexNet-CIFAR in eval mode with frozen weights (as the victims hold it)."""
+def cifar_alexnet(
+    device: torch.device, seed: int = 0, torch_lrn: bool = False
+) -> FeatureClassifier:
+    """The paper's AlexNet-CIFAR in eval mode with frozen weights (as the victims hold it).
+
+    ``torch_lrn``: with ``nn.LocalResponseNorm`` as written in a user's own code (the bare loops'
+    and ART's network) instead of frogs' bit-identical faster layer (``frogs.models.layers``); the
+    same seed gives the same weights either way.
+    """
     torch.manual_seed(seed)
     model = alexnet_cifar(CIFAR_SPEC, ModelSettings()).to(device).eval()
+    if torch_lrn:
+        for index, layer in enumerate(model.backbone):
+            if isinstance(layer, nn.LocalResponseNorm):
+                model.backbone[index] = nn.LocalResponseNorm(
+                    layer.size, layer.alpha, layer.beta, layer.k
+                )
     for p in model.parameters():
         p.requires_grad_(False)
     return model
@@ -107,6 +120,7 @@ def run_craft(
 ) -> CraftFigures:
     """Measure frogs vs bare (vs ART) crafting for each number of poisons, interleaved."""
     model = cifar_alexnet(device)
+    user_model = cifar_alexnet(device, torch_lrn=True)  # the bare loop's and ART's
     gen = torch.Generator().manual_seed(0)
     beta0 = 0.25
     beta = dimension_scaled_beta(beta0, model.feature_dim, 3 * 32 * 32)
@@ -120,14 +134,14 @@ def run_craft(
             return count * result.iters_run
 
         def bare_run(target=target, bases=bases, count=count) -> float:
-            bare_loop(model, target, bases, iters, LR, beta)
+            bare_loop(user_model, target, bases, iters, LR, beta)
             return count * iters
 
         workloads = {"frogs": frogs_run, "bare": bare_run}
         if count in art_poisons:
 
             def art_run(target=target, bases=bases) -> float:
-                return art_attack(model, target, bases, art_iters, LR, beta0)
+                return art_attack(user_model, target, bases, art_iters, LR, beta0)
 
             workloads["art"] = art_run
         figures[count] = interleaved(workloads, repeats, desc=f"craft {count} poisons")

@@ -11,6 +11,7 @@ from torch import nn
 from frogs.config.settings import ModelSettings, updated
 from frogs.errors import ConfigError
 from frogs.models.architectures import ModelSpec, build_model
+from frogs.models.layers import LocalResponseNorm
 
 GREY = ModelSpec(1, 28, 10, (0.3,), (0.3,))
 RGB = ModelSpec(3, 32, 10, (0.5,) * 3, (0.25,) * 3)
@@ -55,11 +56,11 @@ def test_alexnet_cifar_backbone_is_table_1_layer_by_layer():
         nn.Conv2d,
         nn.ReLU,
         nn.MaxPool2d,
-        nn.LocalResponseNorm,
+        LocalResponseNorm,
         nn.Conv2d,
         nn.ReLU,
         nn.MaxPool2d,
-        nn.LocalResponseNorm,
+        LocalResponseNorm,
         nn.Flatten,
         nn.Linear,
         nn.ReLU,
