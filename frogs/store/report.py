@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from frogs.measures.intervals import wilson_interval
+
 _COLUMNS = (
     ("target", "target_index", "{}"),
     ("base", "base_indices", "{}"),
@@ -54,8 +56,6 @@ def _interval(hits: int, n: int) -> str:
     """The success rate's 95 % Wilson interval, in percent (nothing without trials)."""
     if not n:
         return ""
-    from analysis.stats import wilson_interval
-
     low, high = wilson_interval(hits, n)
     return f" (95 % Wilson {100 * low:.0f}-{100 * high:.0f} %)"
 
