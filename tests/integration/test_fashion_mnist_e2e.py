@@ -5,8 +5,10 @@ test_fashion_mnist.py, the slow tier's longest file."""
 from __future__ import annotations
 
 import pytest
+import torch
 
 from frogs.config.compose import compose_settings
+from frogs.data.datasets import load_dataset, per_class_subset
 from frogs.experiment.run import run
 from tests.conftest import requires_fashion_mnist, whole_records
 
@@ -42,6 +44,12 @@ def test_end_to_end_job_records_its_control(cache, tmp_path):
     )
     records = run(settings, tmp_path)
     assert [r["status"] for r in records] == ["ok", "ok"]
+    accuracy_set = per_class_subset(
+        load_dataset(settings.dataset).test_y,
+        range(10),
+        TEST_PER_CLASS,
+        settings.dataset.subsample_seed,
+    )
     for record in records:
         assert record["scenario"] == "end_to_end"
         assert len(record["task_classes"]) == 10
@@ -52,7 +60,11 @@ def test_end_to_end_job_records_its_control(cache, tmp_path):
         # the 1,000 test images (no Fashion-MNIST test image duplicates a training one) but those
         # of the target and the 5 bases among them
         assert record["test_duplicates_removed"] == 0
-        assert 10 * TEST_PER_CLASS - 1 - 5 <= record["accuracy_set_size"] <= 10 * TEST_PER_CLASS
+        left_out = torch.tensor([record["target_index"], *record["base_indices"]])
+        assert len(accuracy_set) == 10 * TEST_PER_CLASS
+        assert record["accuracy_set_size"] == 10 * TEST_PER_CLASS - int(
+            torch.isin(accuracy_set, left_out).sum()
+        )
         assert record["poison_linf255_start_worst"] <= 8 + 1e-4
         assert (tmp_path / record["features_path"]).is_file()
     assert len(whole_records(tmp_path / "results.jsonl")) == 2
